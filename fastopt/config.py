@@ -1,0 +1,35 @@
+"""Compilation settings shared by every kernel (one place, so tests and benchmarks agree).
+
+Environment overrides are read once, when fastopt is imported:
+
+FASTOPT_PARALLEL_MIN_SIZE
+    arrays with at least this many elements use the ``prange`` (multi-threaded) CPU kernel,
+    smaller ones the serial kernel. The default is the crossover measured with
+    ``python -m fastopt bench crossover`` on a 2-core machine (see benchmarks/README.md).
+"""
+
+import os
+
+# Explicit fast-math flags: allow contraction (FMA), reassociation and reciprocal
+# approximations, but NOT "nnan"/"ninf", so NaN and inf propagate and can be noticed.
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+# Options for every CPU kernel. error_model="numpy" lets division vectorise (no
+# ZeroDivisionError checks); nogil lets callers run kernels from several threads.
+CPU_JIT = dict(fastmath=FASTMATH, error_model="numpy", nogil=True)
+
+
+def _env_int(name, default):
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        parsed = int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer number of elements, got {value!r}") from None
+    if parsed < 0:
+        raise ValueError(f"{name} must be >= 0, got {parsed}")
+    return parsed
+
+
+PARALLEL_MIN_SIZE = _env_int("FASTOPT_PARALLEL_MIN_SIZE", 32768)

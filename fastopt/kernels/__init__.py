@@ -1,0 +1,1 @@
+"""The math: scalar update rules (``rules``) compiled for each target (``cpu``)."""

@@ -1,0 +1,375 @@
+"""The host side shared by every optimizer: parameter groups, state, validation, dispatch.
+
+An optimizer owns no formula. Per step it (1) checks the gradients, (2) optionally reads
+them once for the total norm (fused clipping, non-finite check), (3) computes every scalar
+that is the same for all elements (learning rate from the schedule, bias corrections) in
+float64 and casts it to each array's dtype, then (4) launches one fused kernel per array.
+Nothing is modified until every check has passed.
+"""
+
+import math
+
+import numpy as np
+
+from .. import _checks
+from ..clip import clip_coefficient, global_norm
+from ..kernels import cpu
+from ..kernels.rules import RULES
+from ..schedules import as_schedule
+
+CONVENTIONS = ("torch", "keras")
+
+
+class Optimizer:
+    """Base class. Subclasses define the hyperparameters and the per-step host scalars.
+
+    Subclass contract:
+
+    - ``_rules``: dict convention -> rule name in ``fastopt.kernels.rules.RULES``.
+    - ``_check_group(group)``: validate and normalise a group's hyperparameters in place.
+    - ``_slots(group)``: the state names this configuration uses (subset of the rule's).
+    - ``_host_scalars(group, lr, t, gstate)`` -> (hyper dict, flags dict, new gstate):
+      everything the kernel needs for step ``t`` (1-based), ``gstate`` is the group's
+      host-side scalar state (e.g. NAdam's mu product), returned updated but not stored.
+    - ``_initial_state(name, group)``: fill value of a new state array (default 0).
+    """
+
+    _rules = {}
+
+    def __init__(self, params, defaults, *, convention="torch", skip_nonfinite=False,
+                 max_grad_norm=None):
+        if convention not in self._rules:
+            allowed = " or ".join(repr(c) for c in self._rules)
+            raise ValueError(f"convention must be {allowed} for {type(self).__name__}, "
+                             f"got {convention!r}")
+        self.convention = convention
+        self.rule = RULES[self._rules[convention]]
+        self.skip_nonfinite = _checks.flag("skip_nonfinite", skip_nonfinite)
+        self.max_grad_norm = (None if max_grad_norm is None else
+                              _checks.real("max_grad_norm", max_grad_norm, low=0.0,
+                                           low_open=True))
+        self.defaults = dict(defaults)
+
+        self._single = isinstance(params, np.ndarray) or hasattr(params,
+                                                                "__cuda_array_interface__")
+        self.param_groups = self._build_groups(params)
+        self._params = [p for g in self.param_groups for p in g["params"]]
+        _checks.no_overlap(self._params)
+        self._flat = [p.reshape(-1) for p in self._params]  # views, no copies
+        self._group_of = [gi for gi, g in enumerate(self.param_groups) for _ in g["params"]]
+
+        self.state = [dict() for _ in self._params]  # per parameter: name -> array
+        self.group_state = [dict() for _ in self.param_groups]  # per group: host scalars
+        self._steps = 0  # updates applied (torch's state["step"])
+        self.skipped_steps = 0
+        self.last_grad_norm = None
+        self._keys = [None] * len(self.param_groups)  # hyperparameters last validated
+        for gi in range(len(self.param_groups)):
+            self._refresh_group(gi)
+
+    # -----------------------------------------------------------------------------------
+    # construction
+
+    def _build_groups(self, params):
+        if self._single:
+            raw_groups = [{"params": [params]}]
+        elif isinstance(params, dict):
+            raise TypeError("params must be an array, a list of arrays or a list of dicts "
+                            "(parameter groups), got a dict; wrap it in a list: [params]")
+        else:
+            try:
+                items = list(params)
+            except TypeError:
+                raise TypeError("params must be a float32/float64 numpy.ndarray, a list of "
+                                f"them, or a list of dicts, got {type(params).__name__}") from None
+            if not items:
+                raise ValueError("params is empty: give at least one array to optimize")
+            if all(isinstance(x, dict) for x in items):
+                raw_groups = items
+            elif any(isinstance(x, dict) for x in items):
+                raise TypeError("params mixes arrays and dicts: give either a list of arrays "
+                                "or a list of parameter-group dicts")
+            else:
+                raw_groups = [{"params": items}]
+        groups = []
+        n = 0
+        for gi, raw in enumerate(raw_groups):
+            if "params" not in raw:
+                raise ValueError(f"parameter group {gi} has no 'params' entry")
+            unknown = set(raw) - set(self.defaults) - {"params"}
+            if unknown:
+                raise ValueError(f"parameter group {gi} has unknown option(s) "
+                                 f"{sorted(unknown)}; valid: {sorted(self.defaults)}")
+            ps = raw["params"]
+            ps = [ps] if isinstance(ps, np.ndarray) else list(ps)
+            if not ps:
+                raise ValueError(f"parameter group {gi} has an empty 'params' list")
+            for p in ps:
+                _checks.float_array(f"params[{n}]", p, writeable=True)
+                n += 1
+            group = {**self.defaults, **{k: v for k, v in raw.items() if k != "params"}}
+            group["params"] = ps
+            groups.append(group)
+        return groups
+
+    def _group_key(self, group):
+        return tuple((k, group[k]) for k in self.defaults if k != "lr")
+
+    def _refresh_group(self, gi):
+        """(Re)validate a group's hyperparameters and allocate the state they need."""
+        group = self.param_groups[gi]
+        checked = dict(group)
+        checked["lr"] = as_schedule(group["lr"])
+        self._check_group(checked)
+        slots = self._slots(checked)
+        for k in self.defaults:
+            if k != "lr":
+                group[k] = checked[k]
+        self._keys[gi] = self._group_key(group)
+        created = set()
+        for i, g in enumerate(self._group_of):
+            if g != gi:
+                continue
+            p = self._params[i]
+            for name in slots:
+                if name not in self.state[i]:
+                    self.state[i][name] = np.full_like(p, self._initial_state(name, group))
+                    created.add(name)
+            for name in list(self.state[i]):
+                if name not in slots:
+                    del self.state[i][name]
+        self._on_new_state(gi, created)
+
+    def _on_new_state(self, gi, created):
+        """Hook: state arrays named in ``created`` were just allocated for group ``gi``."""
+
+    # -----------------------------------------------------------------------------------
+    # subclass hooks
+
+    def _check_group(self, group):
+        raise NotImplementedError
+
+    def _slots(self, group):
+        return self.rule.state
+
+    def _initial_state(self, name, group):
+        return 0.0
+
+    def _host_scalars(self, group, lr, t, gstate):
+        raise NotImplementedError
+
+    # -----------------------------------------------------------------------------------
+    # learning rate
+
+    def _lr_value(self, group, step_index, gi):
+        lr = group["lr"]
+        if callable(lr):
+            value = lr(step_index)
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise TypeError(f"the lr schedule of parameter group {gi} returned {value!r} "
+                                f"at step {step_index}; it must return a float") from None
+        else:
+            value = lr
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating,
+                                                             np.integer)):
+            raise TypeError(f"lr of parameter group {gi} must be a float or a schedule "
+                            f"step -> float, got {value!r}")
+        value = float(value)
+        if not (value >= 0.0 and math.isfinite(value)):
+            raise ValueError(f"lr of parameter group {gi} must be finite and >= 0, got "
+                             f"{value} at step {step_index}")
+        return value
+
+    @property
+    def lr(self):
+        """Learning rate the next step will use (of the first parameter group)."""
+        return self._lr_value(self.param_groups[0], self._steps, 0)
+
+    @lr.setter
+    def lr(self, value):
+        schedule = as_schedule(value)
+        for group in self.param_groups:
+            group["lr"] = value if not callable(value) else schedule
+
+    @property
+    def steps(self):
+        """Number of updates applied so far (skipped steps are not counted)."""
+        return self._steps
+
+    # -----------------------------------------------------------------------------------
+    # the step
+
+    def _check_grads(self, grads):
+        if self._single:
+            if isinstance(grads, (list, tuple)):
+                raise TypeError("grads must be one array, like params, got a "
+                                f"{type(grads).__name__}")
+            grads = [grads]
+        elif isinstance(grads, np.ndarray) or not isinstance(grads, (list, tuple)):
+            raise TypeError(f"grads must be a list of {len(self._params)} arrays matching "
+                            f"params, got {type(grads).__name__}")
+        if len(grads) != len(self._params):
+            raise ValueError(f"grads has {len(grads)} arrays but there are "
+                             f"{len(self._params)} parameters")
+        flat = []
+        for i, (p, g) in enumerate(zip(self._params, grads)):
+            name = "grads" if self._single else f"grads[{i}]"
+            if type(g) is not np.ndarray or not g.flags.c_contiguous:
+                _checks.float_array(name, g, writeable=False)
+            if g.shape != p.shape:
+                raise ValueError(f"{name} has shape {g.shape} but its parameter has shape "
+                                 f"{p.shape}")
+            if g.dtype != p.dtype:
+                raise TypeError(f"{name} has dtype {g.dtype} but its parameter has dtype "
+                                f"{p.dtype}; cast the gradient to {p.dtype}")
+            flat.append(g.reshape(-1))
+        return flat
+
+    def step(self, grads):
+        """Apply one update in place. ``grads`` has the structure, shapes and dtypes of params.
+
+        Returns True if the update was applied, False if it was skipped because a gradient
+        was not finite (only with ``skip_nonfinite=True``).
+        """
+        flat_grads = self._check_grads(grads)
+        for gi, group in enumerate(self.param_groups):
+            if self._group_key(group) != self._keys[gi]:
+                self._refresh_group(gi)
+
+        clip_coef = 1.0
+        if self.max_grad_norm is not None or self.skip_nonfinite:
+            self.last_grad_norm, finite = global_norm(flat_grads)
+            if not finite and self.skip_nonfinite:
+                self.skipped_steps += 1
+                return False
+            if self.max_grad_norm is not None:
+                clip_coef = clip_coefficient(self.last_grad_norm, self.max_grad_norm)
+
+        t = self._steps + 1
+        launches = []
+        new_gstates = []
+        for gi, group in enumerate(self.param_groups):
+            lr = self._lr_value(group, self._steps, gi)
+            hyper, flags, gstate = self._host_scalars(group, lr, t, self.group_state[gi])
+            hyper["gscale"] = -clip_coef if group.get("maximize", False) else clip_coef
+            new_gstates.append(gstate)
+            hvals = [hyper[k] for k in self.rule.hyper]
+            fvals = np.array([int(flags[k]) for k in self.rule.flags], dtype=np.int64)
+            launches.append((hvals, fvals, {}))
+
+        names = self.rule.state
+        for i, (p, g) in enumerate(zip(self._flat, flat_grads)):
+            hvals, fvals, by_dtype = launches[self._group_of[i]]
+            h = by_dtype.get(p.dtype)
+            if h is None:
+                h = by_dtype[p.dtype] = np.array(hvals, dtype=p.dtype)
+            st = self.state[i]
+            s = [st[n].reshape(-1) if n in st else None for n in names]
+            s += [None] * (3 - len(s))
+            cpu.update(self.rule.name, p, g, s[0], s[1], s[2], h, fvals)
+
+        self.group_state = new_gstates
+        self._steps = t
+        return True
+
+    # -----------------------------------------------------------------------------------
+    # state dict
+
+    def state_dict(self):
+        """A dict of plain Python values and NumPy arrays (copies) describing the state."""
+        groups = []
+        start = 0
+        for group in self.param_groups:
+            entry = {k: v for k, v in group.items() if k != "params"}
+            if callable(entry["lr"]):
+                entry["lr"] = None  # schedules are code: they stay with the optimizer
+            entry["betas"] = list(entry["betas"]) if "betas" in entry else None
+            if entry["betas"] is None:
+                del entry["betas"]
+            n = len(group["params"])
+            entry["params"] = list(range(start, start + n))
+            start += n
+            groups.append(entry)
+        return {
+            "optimizer": type(self).__name__,
+            "convention": self.convention,
+            "steps": self._steps,
+            "skipped_steps": self.skipped_steps,
+            "param_groups": groups,
+            "group_state": [dict(gs) for gs in self.group_state],
+            "state": {i: {k: v.copy() for k, v in st.items()} for i, st in enumerate(self.state)},
+        }
+
+    def load_state_dict(self, state_dict):
+        """Restore a state dict in place; everything is checked before anything changes."""
+        d = state_dict
+        name = type(self).__name__
+        if not isinstance(d, dict) or "optimizer" not in d:
+            raise TypeError("state_dict must be a dict made by Optimizer.state_dict()")
+        if d["optimizer"] != name:
+            raise ValueError(f"state_dict is for {d['optimizer']}, not {name}")
+        if d.get("convention") != self.convention:
+            raise ValueError(f"state_dict uses convention {d.get('convention')!r}, this "
+                             f"optimizer {self.convention!r}")
+        groups = d["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"state_dict has {len(groups)} parameter groups, the optimizer "
+                             f"{len(self.param_groups)}")
+        new_groups = []
+        for gi, (saved, group) in enumerate(zip(groups, self.param_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"parameter group {gi} has {len(saved['params'])} arrays in "
+                                 f"state_dict but {len(group['params'])} in the optimizer")
+            merged = dict(group)
+            for k in self.defaults:
+                if k == "lr" and saved.get("lr") is None:
+                    continue
+                if k not in saved:
+                    raise ValueError(f"state_dict parameter group {gi} lacks {k!r}")
+                merged[k] = tuple(saved[k]) if k == "betas" else saved[k]
+            checked = dict(merged)
+            checked["lr"] = as_schedule(merged["lr"])
+            self._check_group(checked)
+            new_groups.append((merged, set(self._slots(checked))))
+        state = d["state"]
+        if len(state) != len(self._params):
+            raise ValueError(f"state_dict has state for {len(state)} arrays, the optimizer "
+                             f"has {len(self._params)}")
+        for i, p in enumerate(self._params):
+            saved = state.get(i, state.get(str(i)))
+            if saved is None:
+                raise ValueError(f"state_dict has no state for parameter {i}")
+            expected = new_groups[self._group_of[i]][1]
+            if set(saved) != expected:
+                raise ValueError(f"state of parameter {i} has {sorted(saved)}, expected "
+                                 f"{sorted(expected)}")
+            for k, v in saved.items():
+                v = np.asarray(v)
+                if v.shape != p.shape or v.dtype != p.dtype:
+                    raise ValueError(f"state {k!r} of parameter {i} is {v.dtype}{list(v.shape)}"
+                                     f", the parameter is {p.dtype}{list(p.shape)}")
+        steps = d["steps"]
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise ValueError(f"state_dict steps must be a non-negative integer, got {steps!r}")
+        if len(d["group_state"]) != len(self.param_groups):
+            raise ValueError("state_dict group_state does not match the parameter groups")
+
+        # everything checked: apply
+        for gi, (merged, _) in enumerate(new_groups):
+            self.param_groups[gi].update({k: v for k, v in merged.items() if k != "params"})
+            self._refresh_group(gi)
+        for i in range(len(self._params)):
+            saved = state.get(i, state.get(str(i)))
+            for k, v in saved.items():
+                np.copyto(self.state[i][k], np.asarray(v))
+        self.group_state = [dict(gs) for gs in d["group_state"]]
+        self._steps = int(steps)
+        self.skipped_steps = int(d.get("skipped_steps", 0))
+
+    def __repr__(self):
+        g = {k: v for k, v in self.param_groups[0].items() if k != "params"}
+        args = ", ".join(f"{k}={v!r}" for k, v in g.items())
+        extra = "" if self.convention == "torch" else f", convention={self.convention!r}"
+        return (f"{type(self).__name__}({len(self._params)} arrays, {args}{extra})")

@@ -1,0 +1,574 @@
+"""The optimizers. Names, arguments, defaults and formulas follow ``torch.optim`` 2.13.
+
+Each class only validates hyperparameters and computes the per-step scalars on the host;
+the element-wise formula lives once in ``fastopt.kernels.rules``. Notation in the
+docstrings: p parameter, g gradient, t step (1 for the first update), lr the learning
+rate of this step, wd ``weight_decay``.
+
+Every optimizer also takes ``skip_nonfinite=False`` (skip a step whose gradients contain
+NaN/inf, leaving parameters and state untouched and counting it in ``skipped_steps``)
+and ``max_grad_norm=None`` (clip the global gradient norm like
+``torch.nn.utils.clip_grad_norm_``, fused into the update: one extra read of the
+gradients, which also serves the non-finite check; the gradients are not modified).
+"""
+
+import math
+
+from .. import _checks
+from .base import Optimizer
+
+_COMMON_DOC = """
+    skip_nonfinite : bool
+        Skip a step whose gradients contain NaN or inf: parameters and state are left
+        exactly as they were and ``skipped_steps`` is incremented (torch's GradScaler
+        behaviour).
+    max_grad_norm : float or None
+        Clip the global 2-norm of all gradients to this value before the update, with
+        ``torch.nn.utils.clip_grad_norm_``'s coefficient min(max_norm/(norm + 1e-6), 1),
+        fused into the update kernel. ``last_grad_norm`` holds the norm.
+"""
+
+
+def _lerp_scalars(w):
+    """Host scalars for torch's lerp with weight w: (w, 1 - w, take the high branch)."""
+    return w, 1.0 - w, not abs(w) < 0.5
+
+
+def _wd_flag(group):
+    return group["weight_decay"] != 0
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent, optionally with momentum (heavy ball) or Nesterov.
+
+    torch convention (default)::
+
+        g = -g if maximize;  g = g + wd*p
+        b = g                                   (first step)
+        b = momentum*b + (1 - dampening)*g      (later steps)
+        g = g + momentum*b if nesterov else b
+        p = p - lr*g
+
+    Keras / textbook convention (``convention="keras"``), velocity ``v`` starting at 0::
+
+        p = p - p*wd*lr                          (Keras's decoupled weight decay)
+        v = momentum*v - lr*g
+        p = p + momentum*v - lr*g if nesterov else p + v
+
+    The two agree while lr is constant (v = -lr*b); with a schedule they differ because
+    torch scales the accumulated buffer by the current lr. Keras has no dampening.
+
+    Parameters
+    ----------
+    params : array, list of arrays, or list of parameter-group dicts
+    lr : float or schedule (callable step -> float)
+    momentum, dampening : float
+    nesterov : bool
+        Needs momentum > 0 and dampening = 0.
+    weight_decay : float
+        L2 penalty added to the gradient (torch); decoupled in the Keras convention.
+    maximize : bool
+        Ascend instead of descend.
+    convention : "torch" or "keras"
+    """ + _COMMON_DOC + """
+    Examples
+    --------
+    >>> import numpy as np, fastopt
+    >>> w = np.ones(3, dtype=np.float32)
+    >>> opt = fastopt.optim.SGD(w, lr=0.1, momentum=0.9)
+    >>> opt.step(np.full(3, 0.5, dtype=np.float32))
+    True
+    >>> w
+    array([0.95, 0.95, 0.95], dtype=float32)
+    """
+
+    _rules = {"torch": "sgd", "keras": "sgd_keras"}
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False,
+                 weight_decay=0.0, maximize=False, *, convention="torch",
+                 skip_nonfinite=False, max_grad_norm=None):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      nesterov=nesterov, weight_decay=weight_decay,
+                                      maximize=maximize),
+                         convention=convention, skip_nonfinite=skip_nonfinite,
+                         max_grad_norm=max_grad_norm)
+
+    def _check_group(self, group):
+        group["momentum"] = _checks.real("momentum", group["momentum"], low=0.0)
+        group["dampening"] = _checks.real("dampening", group["dampening"])
+        group["weight_decay"] = _checks.real("weight_decay", group["weight_decay"], low=0.0)
+        group["nesterov"] = _checks.flag("nesterov", group["nesterov"])
+        group["maximize"] = _checks.flag("maximize", group["maximize"])
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("nesterov=True requires momentum > 0 and dampening = 0, got "
+                             f"momentum={group['momentum']}, dampening={group['dampening']}")
+        if self.convention == "keras" and group["dampening"] != 0:
+            raise ValueError("dampening must be 0 with convention='keras' (Keras's SGD has no "
+                             "dampening)")
+
+    def _slots(self, group):
+        return self.rule.state if group["momentum"] != 0 else ()
+
+    def _on_new_state(self, gi, created):
+        # a momentum buffer that was just created starts from the gradient (torch)
+        if created:
+            self.group_state[gi]["started"] = False
+
+    def _host_scalars(self, group, lr, t, gstate):
+        hyper = dict(lr=lr, weight_decay=group["weight_decay"], momentum=group["momentum"],
+                     one_minus_dampening=1.0 - group["dampening"])
+        has_momentum = group["momentum"] != 0
+        flags = dict(has_wd=_wd_flag(group), has_momentum=has_momentum,
+                     nesterov=group["nesterov"],
+                     first_step=has_momentum and not gstate.get("started", False))
+        return hyper, flags, {**gstate, "started": has_momentum}
+
+
+class Adagrad(Optimizer):
+    r"""Adagrad: per-element learning rates from the sum of squared gradients.
+
+    torch convention (default)::
+
+        g = -g if maximize;  g = g + wd*p
+        clr = lr / (1 + (t - 1)*lr_decay)
+        s = s + g*g                              (s starts at initial_accumulator_value)
+        p = p - clr * g / (sqrt(s) + eps)        (eps OUTSIDE the root)
+
+    Keras convention: ``p = p - p*wd*lr`` (decoupled), ``s = s + g*g``,
+    ``p = p - lr*g / sqrt(s + eps)`` (eps INSIDE the root), the accumulator starts at 0.1
+    (``initial_accumulator_value=None`` picks 0 for torch, 0.1 for Keras) and Keras's
+    default eps is 1e-7; ``lr_decay`` must be 0. The textbook's AdaGrad is torch's formula
+    with eps = 1e-7.
+
+    Parameters
+    ----------
+    params, lr : see SGD
+    lr_decay : float
+    weight_decay : float
+    initial_accumulator_value : float or None
+    eps : float
+    maximize : bool
+    convention : "torch" or "keras"
+    """ + _COMMON_DOC
+
+    _rules = {"torch": "adagrad", "keras": "adagrad_keras"}
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+                 initial_accumulator_value=None, eps=1e-10, maximize=False, *,
+                 convention="torch", skip_nonfinite=False, max_grad_norm=None):
+        if initial_accumulator_value is None:
+            initial_accumulator_value = 0.1 if convention == "keras" else 0.0
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value,
+                                      eps=eps, maximize=maximize),
+                         convention=convention, skip_nonfinite=skip_nonfinite,
+                         max_grad_norm=max_grad_norm)
+
+    def _check_group(self, group):
+        group["lr_decay"] = _checks.real("lr_decay", group["lr_decay"], low=0.0)
+        group["weight_decay"] = _checks.real("weight_decay", group["weight_decay"], low=0.0)
+        group["initial_accumulator_value"] = _checks.real(
+            "initial_accumulator_value", group["initial_accumulator_value"], low=0.0)
+        group["eps"] = _checks.real("eps", group["eps"], low=0.0)
+        group["maximize"] = _checks.flag("maximize", group["maximize"])
+        if self.convention == "keras" and group["lr_decay"] != 0:
+            raise ValueError("lr_decay must be 0 with convention='keras'; use a schedule")
+
+    def _initial_state(self, name, group):
+        return group["initial_accumulator_value"]
+
+    def _host_scalars(self, group, lr, t, gstate):
+        if self.convention == "keras":
+            hyper = dict(lr=lr, weight_decay=group["weight_decay"], eps=group["eps"])
+        else:
+            hyper = dict(clr=lr / (1 + (t - 1) * group["lr_decay"]),
+                         weight_decay=group["weight_decay"], eps=group["eps"])
+        return hyper, dict(has_wd=_wd_flag(group)), gstate
+
+
+class RMSprop(Optimizer):
+    r"""RMSprop: divide by a running root mean square of the gradients.
+
+    torch convention (default)::
+
+        g = -g if maximize;  g = g + wd*p
+        v = alpha*v + (1 - alpha)*g*g
+        centered:   gm = lerp(gm, g, 1 - alpha);  avg = sqrt(v - gm*gm) + eps
+        otherwise:  avg = sqrt(v) + eps                   (eps OUTSIDE the root)
+        momentum > 0:  b = momentum*b + g/avg;  p = p - lr*b
+        otherwise:     p = p - lr*g/avg
+
+    Keras convention (``alpha`` plays Keras's ``rho``): ``p = p - p*wd*lr`` (decoupled);
+    ``denom = v - gm*gm + eps`` or ``v + eps`` (eps INSIDE the root);
+    ``increment = lr*g/sqrt(denom)``; with momentum ``b = momentum*b + increment`` and
+    ``p = p - b`` (the buffer accumulates lr-scaled steps). Keras's defaults are
+    lr=1e-3, rho=0.9, eps=1e-7.
+
+    Parameters
+    ----------
+    params, lr : see SGD
+    alpha : float in [0, 1]
+    eps, weight_decay, momentum : float
+    centered, maximize : bool
+    convention : "torch" or "keras"
+    """ + _COMMON_DOC
+
+    _rules = {"torch": "rmsprop", "keras": "rmsprop_keras"}
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False, maximize=False, *, convention="torch",
+                 skip_nonfinite=False, max_grad_norm=None):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                      momentum=momentum, centered=centered, maximize=maximize),
+                         convention=convention, skip_nonfinite=skip_nonfinite,
+                         max_grad_norm=max_grad_norm)
+
+    def _check_group(self, group):
+        group["alpha"] = _checks.real("alpha", group["alpha"], low=0.0, high=1.0)
+        group["eps"] = _checks.real("eps", group["eps"], low=0.0)
+        group["weight_decay"] = _checks.real("weight_decay", group["weight_decay"], low=0.0)
+        group["momentum"] = _checks.real("momentum", group["momentum"], low=0.0)
+        group["centered"] = _checks.flag("centered", group["centered"])
+        group["maximize"] = _checks.flag("maximize", group["maximize"])
+
+    def _slots(self, group):
+        v, gm, b = self.rule.state
+        return (v,) + ((gm,) if group["centered"] else ()) + ((b,) if group["momentum"] > 0
+                                                             else ())
+
+    def _host_scalars(self, group, lr, t, gstate):
+        alpha = group["alpha"]
+        hyper = dict(lr=lr, weight_decay=group["weight_decay"], alpha=alpha, rho=alpha,
+                     one_minus_alpha=1.0 - alpha, one_minus_rho=1.0 - alpha,
+                     eps=group["eps"], momentum=group["momentum"])
+        flags = dict(has_wd=_wd_flag(group), centered=group["centered"],
+                     has_momentum=group["momentum"] > 0,
+                     lerp_high=_lerp_scalars(1.0 - alpha)[2])
+        return hyper, flags, gstate
+
+
+class Adam(Optimizer):
+    r"""Adam (Kingma & Ba 2015), with optional AMSGrad.
+
+    torch convention (default)::
+
+        p = p*(1 - lr*wd)                  (AdamW only: decoupled weight decay)
+        g = -g if maximize;  g = g + wd*p  (Adam: coupled L2 weight decay)
+        m = lerp(m, g, 1 - beta1)          = beta1*m + (1 - beta1)*g
+        v = beta2*v + (1 - beta2)*g*g
+        v' = max(v', v) if amsgrad, and v' replaces v below
+        p = p - lr/(1 - beta1^t) * m / (sqrt(v)/sqrt(1 - beta2^t) + eps)
+
+    Keras / textbook convention ("epsilon hat")::
+
+        p = p - p*wd*lr                    (Keras: decoupled for Adam and AdamW alike)
+        alpha = lr*sqrt(1 - beta2^t)/(1 - beta1^t)
+        p = p - alpha*m/(sqrt(v) + eps)
+
+    The two differ only in where eps sits: Keras's eps is effectively
+    eps*sqrt(1 - beta2^t) in torch's formula. Keras's default eps is 1e-7.
+
+    Parameters
+    ----------
+    params, lr : see SGD
+    betas : (float, float), each in [0, 1)
+    eps, weight_decay : float
+    amsgrad, maximize : bool
+    convention : "torch" or "keras"
+    """ + _COMMON_DOC + """
+    Examples
+    --------
+    >>> import numpy as np, fastopt
+    >>> w = np.zeros(4)
+    >>> opt = fastopt.optim.Adam(w, lr=0.1)
+    >>> opt.step(np.array([1.0, -1.0, 2.0, 0.0]))
+    True
+    >>> w.round(6)
+    array([-0.1,  0.1, -0.1,  0. ])
+    """
+
+    _rules = {"torch": "adam", "keras": "adam_keras"}
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 amsgrad=False, maximize=False, *, convention="torch", skip_nonfinite=False,
+                 max_grad_norm=None):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad, maximize=maximize),
+                         convention=convention, skip_nonfinite=skip_nonfinite,
+                         max_grad_norm=max_grad_norm)
+
+    def _check_group(self, group):
+        group["betas"] = _checks.betas("betas", group["betas"])
+        group["eps"] = _checks.real("eps", group["eps"], low=0.0)
+        group["weight_decay"] = _checks.real("weight_decay", group["weight_decay"], low=0.0)
+        group["amsgrad"] = _checks.flag("amsgrad", group["amsgrad"])
+        group["maximize"] = _checks.flag("maximize", group["maximize"])
+
+    def _slots(self, group):
+        return self.rule.state if group["amsgrad"] else self.rule.state[:2]
+
+    def _host_scalars(self, group, lr, t, gstate):
+        beta1, beta2 = group["betas"]
+        wd = group["weight_decay"]
+        bc1 = 1 - beta1 ** t
+        bc2 = 1 - beta2 ** t
+        if self.convention == "keras":
+            hyper = dict(lr=lr, alpha=lr * math.sqrt(bc2) / bc1, weight_decay=wd,
+                         one_minus_beta1=1 - beta1, one_minus_beta2=1 - beta2,
+                         eps=group["eps"])
+            return hyper, dict(has_wd=wd != 0, amsgrad=group["amsgrad"]), gstate
+        w, w_complement, high = _lerp_scalars(1 - beta1)
+        hyper = dict(step_size=lr / bc1, weight_decay=wd,
+                     decay=1 - lr * wd if self._decoupled else 1.0,
+                     one_minus_beta1=w, beta1=w_complement, beta2=beta2,
+                     one_minus_beta2=1 - beta2, bc2_sqrt=bc2 ** 0.5, eps=group["eps"])
+        flags = dict(has_wd=wd != 0 and not self._decoupled, amsgrad=group["amsgrad"],
+                     lerp_high=high)
+        return hyper, flags, gstate
+
+
+class AdamW(Adam):
+    r"""AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay.
+
+    torch convention: ``p = p*(1 - lr*wd)`` before the Adam update; Keras convention:
+    ``p = p - p*wd*lr``. Default ``weight_decay=1e-2``. Arguments and the rest of the
+    update as in ``Adam``.
+    """
+
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False, maximize=False, *, convention="torch", skip_nonfinite=False,
+                 max_grad_norm=None):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, maximize=maximize, convention=convention,
+                         skip_nonfinite=skip_nonfinite, max_grad_norm=max_grad_norm)
+
+
+class Adadelta(Optimizer):
+    r"""Adadelta (Zeiler 2012).
+
+    ::
+
+        g = -g if maximize;  g = g + wd*p
+        v = rho*v + (1 - rho)*g*g
+        d = sqrt(u + eps)/sqrt(v + eps) * g
+        u = rho*u + (1 - rho)*d*d
+        p = p - lr*d
+
+    Parameters: params, lr (default 1.0), rho, eps, weight_decay, maximize.
+    """ + _COMMON_DOC
+
+    _rules = {"torch": "adadelta"}
+
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False, *,
+                 convention="torch", skip_nonfinite=False, max_grad_norm=None):
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
+                                      maximize=maximize),
+                         convention=convention, skip_nonfinite=skip_nonfinite,
+                         max_grad_norm=max_grad_norm)
+
+    def _check_group(self, group):
+        group["rho"] = _checks.real("rho", group["rho"], low=0.0, high=1.0)
+        group["eps"] = _checks.real("eps", group["eps"], low=0.0)
+        group["weight_decay"] = _checks.real("weight_decay", group["weight_decay"], low=0.0)
+        group["maximize"] = _checks.flag("maximize", group["maximize"])
+
+    def _host_scalars(self, group, lr, t, gstate):
+        rho = group["rho"]
+        hyper = dict(lr=lr, weight_decay=group["weight_decay"], rho=rho,
+                     one_minus_rho=1 - rho, eps=group["eps"])
+        return hyper, dict(has_wd=_wd_flag(group)), gstate
+
+
+class Adamax(Optimizer):
+    r"""Adamax (Kingma & Ba 2015, section 7): Adam with the infinity norm.
+
+    ::
+
+        g = -g if maximize;  g = g + wd*p
+        m = lerp(m, g, 1 - beta1)
+        u = max(beta2*u, |g| + eps)
+        p = p - lr/(1 - beta1^t) * m/u
+
+    Parameters: params, lr (default 2e-3), betas, eps, weight_decay, maximize.
+    """ + _COMMON_DOC
+
+    _rules = {"torch": "adamax"}
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 maximize=False, *, convention="torch", skip_nonfinite=False,
+                 max_grad_norm=None):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      maximize=maximize),
+                         convention=convention, skip_nonfinite=skip_nonfinite,
+                         max_grad_norm=max_grad_norm)
+
+    def _check_group(self, group):
+        group["betas"] = _checks.betas("betas", group["betas"])
+        group["eps"] = _checks.real("eps", group["eps"], low=0.0)
+        group["weight_decay"] = _checks.real("weight_decay", group["weight_decay"], low=0.0)
+        group["maximize"] = _checks.flag("maximize", group["maximize"])
+
+    def _host_scalars(self, group, lr, t, gstate):
+        beta1, beta2 = group["betas"]
+        w, w_complement, high = _lerp_scalars(1 - beta1)
+        hyper = dict(clr=lr / (1 - beta1 ** t), weight_decay=group["weight_decay"],
+                     one_minus_beta1=w, beta1=w_complement, beta2=beta2, eps=group["eps"])
+        return hyper, dict(has_wd=_wd_flag(group), lerp_high=high), gstate
+
+
+class NAdam(Optimizer):
+    r"""NAdam (Dozat 2016): Adam with Nesterov momentum and momentum warming.
+
+    ::
+
+        p = p*(1 - lr*wd) if decoupled_weight_decay, else g = g + wd*p
+        mu_t = beta1*(1 - 0.5*0.96^(t*momentum_decay));  mu_{t+1} likewise
+        P_t = P_{t-1}*mu_t                        (P_0 = 1; host-side, per group)
+        m = lerp(m, g, 1 - beta1);  v = beta2*v + (1 - beta2)*g*g
+        denom = sqrt(v/(1 - beta2^t)) + eps
+        p = p - lr*(1 - mu_t)/(1 - P_t) * g/denom - lr*mu_{t+1}/(1 - P_t*mu_{t+1}) * m/denom
+
+    torch keeps P_t in its default dtype (float32 unless set to float64); fastopt keeps it
+    in float64.
+
+    Parameters: params, lr (default 2e-3), betas, eps, weight_decay, momentum_decay,
+    decoupled_weight_decay, maximize.
+    """ + _COMMON_DOC
+
+    _rules = {"torch": "nadam"}
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 momentum_decay=4e-3, decoupled_weight_decay=False, maximize=False, *,
+                 convention="torch", skip_nonfinite=False, max_grad_norm=None):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      momentum_decay=momentum_decay,
+                                      decoupled_weight_decay=decoupled_weight_decay,
+                                      maximize=maximize),
+                         convention=convention, skip_nonfinite=skip_nonfinite,
+                         max_grad_norm=max_grad_norm)
+
+    def _check_group(self, group):
+        group["betas"] = _checks.betas("betas", group["betas"])
+        group["eps"] = _checks.real("eps", group["eps"], low=0.0)
+        group["weight_decay"] = _checks.real("weight_decay", group["weight_decay"], low=0.0)
+        group["momentum_decay"] = _checks.real("momentum_decay", group["momentum_decay"],
+                                               low=0.0)
+        group["decoupled_weight_decay"] = _checks.flag("decoupled_weight_decay",
+                                                       group["decoupled_weight_decay"])
+        group["maximize"] = _checks.flag("maximize", group["maximize"])
+
+    def _host_scalars(self, group, lr, t, gstate):
+        beta1, beta2 = group["betas"]
+        wd = group["weight_decay"]
+        decoupled = group["decoupled_weight_decay"]
+        psi = group["momentum_decay"]
+        mu = beta1 * (1.0 - 0.5 * (0.96 ** (t * psi)))
+        mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((t + 1) * psi)))
+        mu_product = gstate.get("mu_product", 1.0) * mu
+        w, w_complement, high = _lerp_scalars(1 - beta1)
+        hyper = dict(coef_g=-lr * (1.0 - mu) / (1.0 - mu_product),
+                     coef_m=(-lr * mu_next) / (1.0 - mu_product * mu_next),
+                     weight_decay=wd, decay=1 - lr * wd if decoupled else 1.0,
+                     one_minus_beta1=w, beta1=w_complement, beta2=beta2,
+                     one_minus_beta2=1 - beta2, bc2=1 - beta2 ** t, eps=group["eps"])
+        flags = dict(has_wd=wd != 0 and not decoupled, lerp_high=high)
+        return hyper, flags, {**gstate, "mu_product": mu_product}
+
+
+class RAdam(Optimizer):
+    r"""RAdam (Liu et al. 2020): Adam with a rectified adaptive learning rate.
+
+    ::
+
+        p = p*(1 - lr*wd) if decoupled_weight_decay, else g = g + wd*p
+        m = lerp(m, g, 1 - beta1);  v = beta2*v + (1 - beta2)*g*g
+        rho_inf = 2/(1 - beta2) - 1;  rho_t = rho_inf - 2*t*beta2^t/(1 - beta2^t)
+        rho_t > 5:  r = sqrt((rho_t - 4)(rho_t - 2)rho_inf / ((rho_inf - 4)(rho_inf - 2)rho_t))
+                    p = p - lr * m/(1 - beta1^t) * sqrt(1 - beta2^t)/(sqrt(v) + eps) * r
+        otherwise:  p = p - lr * m/(1 - beta1^t)
+
+    Parameters: params, lr (default 1e-3), betas, eps, weight_decay,
+    decoupled_weight_decay, maximize.
+    """ + _COMMON_DOC
+
+    _rules = {"torch": "radam"}
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 decoupled_weight_decay=False, maximize=False, *, convention="torch",
+                 skip_nonfinite=False, max_grad_norm=None):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      decoupled_weight_decay=decoupled_weight_decay,
+                                      maximize=maximize),
+                         convention=convention, skip_nonfinite=skip_nonfinite,
+                         max_grad_norm=max_grad_norm)
+
+    def _check_group(self, group):
+        group["betas"] = _checks.betas("betas", group["betas"])
+        group["eps"] = _checks.real("eps", group["eps"], low=0.0)
+        group["weight_decay"] = _checks.real("weight_decay", group["weight_decay"], low=0.0)
+        group["decoupled_weight_decay"] = _checks.flag("decoupled_weight_decay",
+                                                       group["decoupled_weight_decay"])
+        group["maximize"] = _checks.flag("maximize", group["maximize"])
+
+    def _host_scalars(self, group, lr, t, gstate):
+        beta1, beta2 = group["betas"]
+        wd = group["weight_decay"]
+        decoupled = group["decoupled_weight_decay"]
+        bc1 = 1 - beta1 ** t
+        bc2 = 1 - beta2 ** t
+        rho_inf = 2 / (1 - beta2) - 1
+        rho_t = rho_inf - 2 * t * (beta2 ** t) / bc2
+        rectified = rho_t > 5.0
+        rect = ((rho_t - 4) * (rho_t - 2) * rho_inf
+                / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5 if rectified else 0.0
+        w, w_complement, high = _lerp_scalars(1 - beta1)
+        hyper = dict(lr=lr, weight_decay=wd, decay=1 - lr * wd if decoupled else 1.0,
+                     one_minus_beta1=w, beta1=w_complement, beta2=beta2,
+                     one_minus_beta2=1 - beta2, bc1=bc1, bc2_sqrt=bc2 ** 0.5, rect=rect,
+                     eps=group["eps"])
+        flags = dict(has_wd=wd != 0 and not decoupled, lerp_high=high, rectified=rectified)
+        return hyper, flags, gstate
+
+
+class Lion(Optimizer):
+    r"""Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms").
+
+    ::
+
+        g = -g if maximize
+        c = beta1*m + (1 - beta1)*g
+        p = p*(1 - lr*wd) - lr*sign(c)          (decoupled weight decay)
+        m = beta2*m + (1 - beta2)*g
+
+    Use a learning rate 3-10x smaller than AdamW's and a weight decay 3-10x larger.
+
+    Parameters: params, lr (default 1e-4), betas (default (0.9, 0.99)), weight_decay,
+    maximize.
+    """ + _COMMON_DOC
+
+    _rules = {"torch": "lion"}
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False,
+                 *, convention="torch", skip_nonfinite=False, max_grad_norm=None):
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay,
+                                      maximize=maximize),
+                         convention=convention, skip_nonfinite=skip_nonfinite,
+                         max_grad_norm=max_grad_norm)
+
+    def _check_group(self, group):
+        group["betas"] = _checks.betas("betas", group["betas"])
+        group["weight_decay"] = _checks.real("weight_decay", group["weight_decay"], low=0.0)
+        group["maximize"] = _checks.flag("maximize", group["maximize"])
+
+    def _host_scalars(self, group, lr, t, gstate):
+        beta1, beta2 = group["betas"]
+        hyper = dict(lr=lr, decay=1 - lr * group["weight_decay"], beta1=beta1,
+                     one_minus_beta1=1 - beta1, beta2=beta2, one_minus_beta2=1 - beta2)
+        return hyper, {}, gstate
+
+
+OPTIMIZERS = {cls.__name__.lower(): cls for cls in
+              (SGD, Adagrad, RMSprop, Adam, AdamW, Adadelta, Adamax, NAdam, RAdam, Lion)}
