@@ -1,0 +1,201 @@
+"""Quick throughput tables without asv: fastopt next to its peers, in the same process.
+
+``python -m fastopt bench update``     every optimizer x N, fastopt vs NumPy vs torch.optim
+``python -m fastopt bench crossover``  serial vs prange kernels: where threads start to pay
+
+Timings are interleaved (each round times every implementation once, in turn) and the
+median over rounds is reported, so a noisy neighbour hurts all columns alike. Effective
+bandwidth counts the bytes an ideal fused update moves: the parameter (read and write),
+the gradient (read) and each state array (read and write).
+"""
+
+import math
+import os
+import statistics
+import time
+
+import numpy as np
+
+DEFAULT_SIZES = (10**3, 10**4, 10**5, 10**6, 10**7)
+TORCH_FUSED = {"sgd", "adam", "adamw", "adagrad"}
+# torch.optim class names (Lion is not in torch)
+TORCH_NAMES = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam",
+               "adamw": "AdamW", "adadelta": "Adadelta", "adamax": "Adamax", "nadam": "NAdam",
+               "radam": "RAdam"}
+# hyperparameters used for benchmarking (the defaults, plus momentum for SGD so that SGD
+# carries state like its peers)
+BENCH_HYPER = {"sgd": dict(lr=1e-3, momentum=0.9)}
+
+
+def _time_block(fn, reps):
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t0) / reps
+
+
+def _reps_for(n, target_seconds=0.01, per_element_seconds=2e-9):
+    return max(1, min(1000, int(target_seconds / max(n * per_element_seconds, 1e-7))))
+
+
+def interleaved(fns, n, rounds):
+    """Median seconds per call of each callable in ``fns`` (dict), timed in turn."""
+    reps = _reps_for(n)
+    samples = {k: [] for k in fns}
+    for fn in fns.values():  # warm-up: compile, allocate, fault pages in
+        fn()
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            samples[k].append(_time_block(fn, reps))
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def _axpy_kernel():
+    from numba import njit, prange
+
+    from . import config
+
+    @njit(parallel=True, **config.CPU_JIT)
+    def axpy(y, x, a):
+        for i in prange(y.size):
+            y[i] = y[i] + a * x[i]
+
+    return axpy
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def bench_update(optimizers=None, sizes=DEFAULT_SIZES, dtype="float32", rounds=7,
+                 torch_peers=True, numpy_peer=True, progress=True):
+    """Rows of dicts: optimizer, n, impl, seconds, GB/s, ratio (peer time / fastopt time)."""
+    from tqdm.auto import tqdm
+
+    from . import optim
+    from .reference import RefOptimizer
+
+    dtype = np.dtype(dtype)
+    names = list(optimizers or optim.OPTIMIZERS)
+    unknown = [n for n in names if n not in optim.OPTIMIZERS]
+    if unknown:
+        raise ValueError(f"unknown optimizer(s) {unknown}; choose from "
+                         f"{sorted(optim.OPTIMIZERS)}")
+    torch = _torch() if torch_peers else None
+    axpy = _axpy_kernel()
+    rng = np.random.default_rng(0)
+    rows = []
+    notes = []
+    if torch_peers and torch is None:
+        notes.append("torch is not installed: torch.optim rows skipped "
+                      "(pip install torch==2.13.0)")
+    if torch is not None:
+        notes.append("Lion has no torch.optim implementation: no torch rows for it")
+    jobs = [(n, name) for n in sizes for name in names]
+    for n, name in tqdm(jobs, desc="bench update", disable=not progress, unit="case"):
+        hyper = BENCH_HYPER.get(name, {})
+        p = rng.standard_normal(n).astype(dtype)
+        g = (rng.standard_normal(n) * 1e-3).astype(dtype)
+        opt = optim.OPTIMIZERS[name](p, **hyper)
+        fns = {"fastopt": lambda opt=opt, g=g: opt.step(g)}
+        if numpy_peer:
+            ref = RefOptimizer(name, [p.copy()], **hyper)
+            fns["numpy"] = lambda ref=ref, g=g: ref.step([g])
+        if torch is not None and name in TORCH_NAMES:
+            cls = getattr(torch.optim, TORCH_NAMES[name])
+            variants = {"torch": dict(foreach=False), "torch foreach": dict(foreach=True)}
+            if name in TORCH_FUSED:
+                variants["torch fused"] = dict(fused=True)
+            for label, kw in variants.items():
+                tp = torch.nn.Parameter(torch.from_numpy(p.copy()))
+                tp.grad = torch.from_numpy(g.copy())
+                topt = cls([tp], **hyper, **kw)
+                fns[label] = topt.step
+        if name == names[0]:
+            y = p.copy()
+            a = dtype.type(1e-3)
+            fns["axpy (reference)"] = lambda y=y, g=g, a=a: axpy(y, g, a)
+        times = interleaved(fns, n, rounds)
+        n_state = sum(s.size for s in opt.state[0].values()) // max(n, 1)
+        nbytes = n * dtype.itemsize * (3 + 2 * n_state)
+        base = times["fastopt"]
+        for impl, sec in times.items():
+            moved = n * dtype.itemsize * 3 if impl.startswith("axpy") else nbytes
+            rows.append(dict(optimizer="-" if impl.startswith("axpy") else name, n=n,
+                             impl=impl, seconds=sec, gbps=moved / sec / 1e9,
+                             ratio=sec / base if not impl.startswith("axpy") else math.nan))
+    return rows, notes
+
+
+def bench_crossover(names=("sgd", "adam"), sizes=None, dtype="float32", rounds=9,
+                    progress=True):
+    """Serial vs prange kernel times per N; the crossover is the first N where prange wins
+    and keeps winning at every larger N."""
+    from tqdm.auto import tqdm
+
+    from . import optim
+    from .kernels import cpu
+
+    sizes = sizes or [int(round(10 ** e)) for e in np.arange(3, 6.51, 0.25)]
+    dtype = np.dtype(dtype)
+    rows = []
+    for name in tqdm(names, desc="bench crossover", disable=not progress):
+        for n in sizes:
+            p = np.random.default_rng(0).standard_normal(n).astype(dtype)
+            g = np.full(n, 1e-3, dtype=dtype)
+            opt = optim.OPTIMIZERS[name](p, **BENCH_HYPER.get(name, {}))
+            rule = opt.rule
+            state = [opt.state[0][k].reshape(-1) if k in opt.state[0] else None
+                     for k in rule.state] + [None] * (3 - len(rule.state))
+            hyper = np.full(len(rule.hyper), 1e-6, dtype=dtype)
+            flags = np.zeros(len(rule.flags), dtype=np.int64)
+            serial, parallel = cpu.update_kernels(rule.name)
+            times = interleaved({
+                "serial": lambda: serial(p, g, *state, hyper, flags),
+                "parallel": lambda: parallel(p, g, *state, hyper, flags),
+            }, n, rounds)
+            rows.append(dict(optimizer=name, n=n, serial=times["serial"],
+                             parallel=times["parallel"]))
+    crossover = {}
+    for name in names:
+        rs = [r for r in rows if r["optimizer"] == name]
+        cross = None
+        for i, r in enumerate(rs):
+            if all(x["parallel"] < x["serial"] for x in rs[i:]):
+                cross = r["n"]
+                break
+        crossover[name] = cross
+    return rows, crossover
+
+
+def format_table(rows, columns, headers=None):
+    headers = headers or columns
+    cells = [[_fmt(r[c]) for c in columns] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
+              for i, h in enumerate(headers)]
+    line = "  ".join(h.rjust(w) for h, w in zip(headers, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join(out)
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        return f"{v:.3g}"
+    return str(v)
+
+
+def write_csv(rows, path):
+    import csv
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)

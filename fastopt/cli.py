@@ -1,0 +1,96 @@
+"""The ``fastopt`` command (also ``python -m fastopt``)."""
+
+import argparse
+import sys
+
+
+def _csv_list(text):
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _sizes(text):
+    try:
+        return [int(float(x)) for x in _csv_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"sizes must be comma-separated numbers such as 1e3,1e5, got {text!r}") from None
+
+
+def _cmd_bench_update(args):
+    from . import bench
+
+    rows, notes = bench.bench_update(optimizers=args.optimizers, sizes=args.sizes,
+                                     dtype=args.dtype, rounds=args.rounds,
+                                     torch_peers=not args.no_torch,
+                                     progress=not args.no_progress)
+    table = [dict(r, us=r["seconds"] * 1e6) for r in rows]
+    print(bench.format_table(table, ["optimizer", "n", "impl", "us", "gbps", "ratio"],
+                             ["optimizer", "N", "implementation", "median us/step", "GB/s",
+                              "time / fastopt"]))
+    for note in notes:
+        print(f"note: {note}")
+    if args.csv:
+        bench.write_csv(rows, args.csv)
+        print(f"wrote {args.csv}")
+
+
+def _cmd_bench_crossover(args):
+    from . import bench, config
+
+    rows, crossover = bench.bench_crossover(names=args.optimizers or ("sgd", "adam"),
+                                            dtype=args.dtype, rounds=args.rounds,
+                                            progress=not args.no_progress)
+    table = [dict(r, serial_us=r["serial"] * 1e6, parallel_us=r["parallel"] * 1e6,
+                  speedup=r["serial"] / r["parallel"]) for r in rows]
+    print(bench.format_table(table, ["optimizer", "n", "serial_us", "parallel_us", "speedup"],
+                             ["optimizer", "N", "serial us", "prange us", "prange speedup"]))
+    for name, n in crossover.items():
+        print(f"{name}: prange wins from N = {n}" if n else f"{name}: prange never wins here")
+    print(f"current FASTOPT_PARALLEL_MIN_SIZE = {config.PARALLEL_MIN_SIZE}")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="fastopt", description="Fused Numba optimizer kernels: benchmarks and experiments.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    bench = sub.add_parser("bench", help="quick throughput tables (no asv)")
+    bsub = bench.add_subparsers(dest="what", required=True)
+
+    upd = bsub.add_parser("update", help="optimizer step time: fastopt vs NumPy vs torch.optim")
+    upd.add_argument("--optimizers", type=_csv_list, default=None,
+                     help="comma-separated names (default: all)")
+    upd.add_argument("--sizes", type=_sizes, default=[10**3, 10**4, 10**5, 10**6, 10**7],
+                     help="comma-separated element counts (default 1e3,1e4,1e5,1e6,1e7)")
+    upd.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    upd.add_argument("--rounds", type=int, default=7, help="timing rounds (median reported)")
+    upd.add_argument("--no-torch", action="store_true", help="skip the torch.optim peers")
+    upd.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    upd.add_argument("--no-progress", action="store_true")
+    upd.set_defaults(func=_cmd_bench_update)
+
+    cross = bsub.add_parser("crossover",
+                            help="serial vs prange kernel: measure the parallel threshold")
+    cross.add_argument("--optimizers", type=_csv_list, default=None)
+    cross.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    cross.add_argument("--rounds", type=int, default=9)
+    cross.add_argument("--no-progress", action="store_true")
+    cross.set_defaults(func=_cmd_bench_crossover)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "rounds", 1) < 1:
+        parser.error("--rounds must be >= 1")
+    try:
+        args.func(args)
+    except (ValueError, TypeError) as exc:
+        print(f"fastopt: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
