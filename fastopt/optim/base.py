@@ -8,6 +8,7 @@ Nothing is modified until every check has passed.
 """
 
 import math
+import operator
 
 import numpy as np
 
@@ -49,6 +50,8 @@ class Optimizer:
                               _checks.real("max_grad_norm", max_grad_norm, low=0.0,
                                            low_open=True))
         self.defaults = dict(defaults)
+        # every hyperparameter but lr, read in one C call to notice edits of a group dict
+        self._group_key = operator.itemgetter(*(k for k in self.defaults if k != "lr"))
 
         self._single = isinstance(params, np.ndarray) or hasattr(params,
                                                                 "__cuda_array_interface__")
@@ -59,6 +62,9 @@ class Optimizer:
         self._group_of = [gi for gi, g in enumerate(self.param_groups) for _ in g["params"]]
 
         self.state = [dict() for _ in self._params]  # per parameter: name -> array
+        self._flat_state = [(None, None, None)] * len(self._params)  # kernel slots s0..s2
+        self._flags_cache = {}  # tuple of flag values -> int64 array
+        self._hyper_buffers = {}  # (group, dtype) -> array refilled every step
         self.group_state = [dict() for _ in self.param_groups]  # per group: host scalars
         self._steps = 0  # updates applied (torch's state["step"])
         self.skipped_steps = 0
@@ -112,9 +118,6 @@ class Optimizer:
             groups.append(group)
         return groups
 
-    def _group_key(self, group):
-        return tuple((k, group[k]) for k in self.defaults if k != "lr")
-
     def _refresh_group(self, gi):
         """(Re)validate a group's hyperparameters and allocate the state they need."""
         group = self.param_groups[gi]
@@ -138,6 +141,9 @@ class Optimizer:
             for name in list(self.state[i]):
                 if name not in slots:
                     del self.state[i][name]
+            st = self.state[i]
+            flat = [st[n].reshape(-1) if n in st else None for n in self.rule.state]
+            self._flat_state[i] = tuple(flat + [None] * (3 - len(flat)))
         self._on_new_state(gi, created)
 
     def _on_new_state(self, gi, created):
@@ -255,20 +261,25 @@ class Optimizer:
             hyper, flags, gstate = self._host_scalars(group, lr, t, self.group_state[gi])
             hyper["gscale"] = -clip_coef if group.get("maximize", False) else clip_coef
             new_gstates.append(gstate)
-            hvals = [hyper[k] for k in self.rule.hyper]
-            fvals = np.array([int(flags[k]) for k in self.rule.flags], dtype=np.int64)
-            launches.append((hvals, fvals, {}))
+            fkey = tuple([int(flags[k]) for k in self.rule.flags])
+            fvals = self._flags_cache.get(fkey)
+            if fvals is None:
+                fvals = self._flags_cache[fkey] = np.array(fkey, dtype=np.int64)
+            launches.append(([hyper[k] for k in self.rule.hyper], fvals, set()))
 
-        names = self.rule.state
+        name = self.rule.name
+        buffers = self._hyper_buffers
         for i, (p, g) in enumerate(zip(self._flat, flat_grads)):
-            hvals, fvals, by_dtype = launches[self._group_of[i]]
-            h = by_dtype.get(p.dtype)
+            gi = self._group_of[i]
+            hvals, fvals, filled = launches[gi]
+            h = buffers.get((gi, p.dtype))
             if h is None:
-                h = by_dtype[p.dtype] = np.array(hvals, dtype=p.dtype)
-            st = self.state[i]
-            s = [st[n].reshape(-1) if n in st else None for n in names]
-            s += [None] * (3 - len(s))
-            cpu.update(self.rule.name, p, g, s[0], s[1], s[2], h, fvals)
+                h = buffers[(gi, p.dtype)] = np.empty(len(hvals), dtype=p.dtype)
+            if p.dtype not in filled:
+                h[:] = hvals  # host float64 -> parameter dtype, once per step
+                filled.add(p.dtype)
+            s0, s1, s2 = self._flat_state[i]
+            cpu.update(name, p, g, s0, s1, s2, h, fvals)
 
         self.group_state = new_gstates
         self._steps = t
