@@ -271,3 +271,24 @@ def test_fused_clip_equals_clip_then_step(name, rng):
 def test_repr_names_options():
     r = repr(optim.Adam([np.zeros(2), np.zeros(3)], lr=0.5, amsgrad=True))
     assert "Adam(2 arrays" in r and "amsgrad=True" in r and "lr=0.5" in r
+
+
+@pytest.mark.parametrize("module", ["fastopt", "fastopt.optim", "fastopt.optim.optimizers"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+
+
+def test_import_is_light():
+    """`import fastopt` loads neither numba nor matplotlib, and compiles nothing."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fastopt; "
+            "print('numba' in sys.modules, 'matplotlib' in sys.modules, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "False", "False"]
