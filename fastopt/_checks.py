@@ -70,3 +70,16 @@ def no_overlap(arrays, name="params"):
         if s1 < e0:
             raise ValueError(f"{name}[{min(i, j)}] and {name}[{max(i, j)}] share memory; each "
                              "parameter must appear once (a flat buffer is one array)")
+
+
+def float_arrays(name, arrays, *, writeable):
+    """An array or a list of arrays, each checked by ``float_array``; returns the list."""
+    if isinstance(arrays, np.ndarray):
+        arrays = [arrays]
+    else:
+        try:
+            arrays = list(arrays)
+        except TypeError:
+            raise TypeError(f"{name} must be an array or a list of arrays, got "
+                            f"{type(arrays).__name__}") from None
+    return [float_array(f"{name}[{i}]", a, writeable=writeable) for i, a in enumerate(arrays)]

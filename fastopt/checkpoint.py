@@ -26,17 +26,6 @@ from . import _checks
 FORMAT = "fastopt-checkpoint-1"
 
 
-def _param_list(params):
-    if isinstance(params, np.ndarray):
-        return [params]
-    try:
-        params = list(params)
-    except TypeError:
-        raise TypeError("params must be an array or a list of arrays, got "
-                        f"{type(params).__name__}") from None
-    return params
-
-
 def _npz_path(path):
     path = os.fspath(path)
     return path if path.endswith(".npz") else path + ".npz"
@@ -48,10 +37,8 @@ def save(path, params, optimizer=None):
     ``.npz`` is appended to ``path`` if missing; the final path is returned.
     """
     path = _npz_path(path)
-    params = _param_list(params)
-    arrays = {}
-    for i, p in enumerate(params):
-        arrays[f"param/{i}"] = _checks.float_array(f"params[{i}]", p, writeable=False)
+    params = _checks.float_arrays("params", params, writeable=False)
+    arrays = {f"param/{i}": p for i, p in enumerate(params)}
     meta = {"format": FORMAT, "n_params": len(params), "optimizer": None}
     if optimizer is not None:
         sd = optimizer.state_dict()
@@ -81,9 +68,7 @@ def load(path, params, optimizer=None):
     another optimizer, another number of arrays, or arrays of another shape or dtype.
     """
     path = _npz_path(path)
-    params = _param_list(params)
-    for i, p in enumerate(params):
-        _checks.float_array(f"params[{i}]", p, writeable=True)
+    params = _checks.float_arrays("params", params, writeable=True)
     with np.load(path, allow_pickle=False) as z:
         data = {k: z[k] for k in z.files}
     try:

@@ -13,17 +13,6 @@ from . import _checks
 from .kernels import cpu
 
 
-def _as_list(grads):
-    if isinstance(grads, np.ndarray):
-        return [grads]
-    try:
-        grads = list(grads)
-    except TypeError:
-        raise TypeError("grads must be an array or a list of arrays, got "
-                        f"{type(grads).__name__}") from None
-    return grads
-
-
 def global_norm(flat_grads):
     """(2-norm over all elements of all arrays, every element finite) in one read.
 
@@ -65,9 +54,7 @@ def clip_grad_norm(grads, max_norm, error_if_nonfinite=False):
         unchanged).
     """
     max_norm = _checks.real("max_norm", max_norm, low=0.0, low_open=True)
-    grads = _as_list(grads)
-    flat = [_checks.float_array(f"grads[{i}]", g, writeable=True).reshape(-1)
-            for i, g in enumerate(grads)]
+    flat = [g.reshape(-1) for g in _checks.float_arrays("grads", grads, writeable=True)]
     total, finite = global_norm(flat)
     if error_if_nonfinite and not finite:
         raise FloatingPointError(f"the total norm of the gradients is {total}; set "
@@ -85,8 +72,6 @@ def clip_grad_value(grads, clip_value):
     Like ``torch.nn.utils.clip_grad_value_``.
     """
     clip_value = _checks.real("clip_value", clip_value, low=0.0)
-    grads = _as_list(grads)
-    flat = [_checks.float_array(f"grads[{i}]", g, writeable=True).reshape(-1)
-            for i, g in enumerate(grads)]
+    flat = [g.reshape(-1) for g in _checks.float_arrays("grads", grads, writeable=True)]
     for g in flat:
         cpu.clamp(g, g.dtype.type(clip_value))

@@ -101,7 +101,7 @@ def test_float64_matches_torch(config, torch64, rng):
             topt.state[tparams[0]]["mu_product"].item(), rel=1e-12)
 
 
-@pytest.mark.parametrize("config", CONFIGS[::3], ids=ids)
+@pytest.mark.parametrize("config", CONFIGS, ids=ids)
 def test_float32_matches_torch(config, rng, kernel_path):
     name, kw = config
     params, tparams, opt, topt = run_pair(name, kw, np.float32, rng)

@@ -21,13 +21,43 @@ from ..schedules import as_schedule
 CONVENTIONS = ("torch", "keras")
 
 
+def _non_negative(name, value):
+    return _checks.real(name, value, low=0.0)
+
+
+def _unit_interval(name, value):
+    return _checks.real(name, value, low=0.0, high=1.0)
+
+
+# One check per hyperparameter name, shared by every optimizer that has it: validates and
+# normalises (floats, bools, a tuple of two floats for betas).
+HYPER_CHECKS = {
+    "momentum": _non_negative,
+    "dampening": _checks.real,
+    "weight_decay": _non_negative,
+    "eps": _non_negative,
+    "lr_decay": _non_negative,
+    "initial_accumulator_value": _non_negative,
+    "momentum_decay": _non_negative,
+    "alpha": _unit_interval,
+    "rho": _unit_interval,
+    "betas": _checks.betas,
+    "nesterov": _checks.flag,
+    "maximize": _checks.flag,
+    "amsgrad": _checks.flag,
+    "centered": _checks.flag,
+    "decoupled_weight_decay": _checks.flag,
+}
+
+
 class Optimizer:
     """Base class. Subclasses define the hyperparameters and the per-step host scalars.
 
     Subclass contract:
 
     - ``_rules``: dict convention -> rule name in ``fastopt.kernels.rules.RULES``.
-    - ``_check_group(group)``: validate and normalise a group's hyperparameters in place.
+    - ``_check_combination(group)``: checks that involve several hyperparameters (each one
+      alone is checked by ``HYPER_CHECKS``).
     - ``_slots(group)``: the state names this configuration uses (subset of the rule's).
     - ``_host_scalars(group, lr, t, gstate)`` -> (hyper dict, flags dict, new gstate):
       everything the kernel needs for step ``t`` (1-based), ``gstate`` is the group's
@@ -153,7 +183,14 @@ class Optimizer:
     # subclass hooks
 
     def _check_group(self, group):
-        raise NotImplementedError
+        """Validate and normalise a group's hyperparameters in place (lr excluded)."""
+        for key in self.defaults:
+            if key != "lr":
+                group[key] = HYPER_CHECKS[key](key, group[key])
+        self._check_combination(group)
+
+    def _check_combination(self, group):
+        """Hook: checks across hyperparameters."""
 
     def _slots(self, group):
         return self.rule.state

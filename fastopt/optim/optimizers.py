@@ -14,7 +14,6 @@ gradients, which also serves the non-finite check; the gradients are not modifie
 
 import math
 
-from .. import _checks
 from .base import Optimizer
 
 _COMMON_DOC = """
@@ -93,12 +92,7 @@ class SGD(Optimizer):
                          convention=convention, skip_nonfinite=skip_nonfinite,
                          max_grad_norm=max_grad_norm)
 
-    def _check_group(self, group):
-        group["momentum"] = _checks.real("momentum", group["momentum"], low=0.0)
-        group["dampening"] = _checks.real("dampening", group["dampening"])
-        group["weight_decay"] = _checks.real("weight_decay", group["weight_decay"], low=0.0)
-        group["nesterov"] = _checks.flag("nesterov", group["nesterov"])
-        group["maximize"] = _checks.flag("maximize", group["maximize"])
+    def _check_combination(self, group):
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("nesterov=True requires momentum > 0 and dampening = 0, got "
                              f"momentum={group['momentum']}, dampening={group['dampening']}")
@@ -164,13 +158,7 @@ class Adagrad(Optimizer):
                          convention=convention, skip_nonfinite=skip_nonfinite,
                          max_grad_norm=max_grad_norm)
 
-    def _check_group(self, group):
-        group["lr_decay"] = _checks.real("lr_decay", group["lr_decay"], low=0.0)
-        group["weight_decay"] = _checks.real("weight_decay", group["weight_decay"], low=0.0)
-        group["initial_accumulator_value"] = _checks.real(
-            "initial_accumulator_value", group["initial_accumulator_value"], low=0.0)
-        group["eps"] = _checks.real("eps", group["eps"], low=0.0)
-        group["maximize"] = _checks.flag("maximize", group["maximize"])
+    def _check_combination(self, group):
         if self.convention == "keras" and group["lr_decay"] != 0:
             raise ValueError("lr_decay must be 0 with convention='keras'; use a schedule")
 
@@ -222,14 +210,6 @@ class RMSprop(Optimizer):
                                       momentum=momentum, centered=centered, maximize=maximize),
                          convention=convention, skip_nonfinite=skip_nonfinite,
                          max_grad_norm=max_grad_norm)
-
-    def _check_group(self, group):
-        group["alpha"] = _checks.real("alpha", group["alpha"], low=0.0, high=1.0)
-        group["eps"] = _checks.real("eps", group["eps"], low=0.0)
-        group["weight_decay"] = _checks.real("weight_decay", group["weight_decay"], low=0.0)
-        group["momentum"] = _checks.real("momentum", group["momentum"], low=0.0)
-        group["centered"] = _checks.flag("centered", group["centered"])
-        group["maximize"] = _checks.flag("maximize", group["maximize"])
 
     def _slots(self, group):
         v, gm, b = self.rule.state
@@ -298,13 +278,6 @@ class Adam(Optimizer):
                          convention=convention, skip_nonfinite=skip_nonfinite,
                          max_grad_norm=max_grad_norm)
 
-    def _check_group(self, group):
-        group["betas"] = _checks.betas("betas", group["betas"])
-        group["eps"] = _checks.real("eps", group["eps"], low=0.0)
-        group["weight_decay"] = _checks.real("weight_decay", group["weight_decay"], low=0.0)
-        group["amsgrad"] = _checks.flag("amsgrad", group["amsgrad"])
-        group["maximize"] = _checks.flag("maximize", group["maximize"])
-
     def _slots(self, group):
         return self.rule.state if group["amsgrad"] else self.rule.state[:2]
 
@@ -369,12 +342,6 @@ class Adadelta(Optimizer):
                          convention=convention, skip_nonfinite=skip_nonfinite,
                          max_grad_norm=max_grad_norm)
 
-    def _check_group(self, group):
-        group["rho"] = _checks.real("rho", group["rho"], low=0.0, high=1.0)
-        group["eps"] = _checks.real("eps", group["eps"], low=0.0)
-        group["weight_decay"] = _checks.real("weight_decay", group["weight_decay"], low=0.0)
-        group["maximize"] = _checks.flag("maximize", group["maximize"])
-
     def _host_scalars(self, group, lr, t, gstate):
         rho = group["rho"]
         hyper = dict(lr=lr, weight_decay=group["weight_decay"], rho=rho,
@@ -404,12 +371,6 @@ class Adamax(Optimizer):
                                       maximize=maximize),
                          convention=convention, skip_nonfinite=skip_nonfinite,
                          max_grad_norm=max_grad_norm)
-
-    def _check_group(self, group):
-        group["betas"] = _checks.betas("betas", group["betas"])
-        group["eps"] = _checks.real("eps", group["eps"], low=0.0)
-        group["weight_decay"] = _checks.real("weight_decay", group["weight_decay"], low=0.0)
-        group["maximize"] = _checks.flag("maximize", group["maximize"])
 
     def _host_scalars(self, group, lr, t, gstate):
         beta1, beta2 = group["betas"]
@@ -449,16 +410,6 @@ class NAdam(Optimizer):
                                       maximize=maximize),
                          convention=convention, skip_nonfinite=skip_nonfinite,
                          max_grad_norm=max_grad_norm)
-
-    def _check_group(self, group):
-        group["betas"] = _checks.betas("betas", group["betas"])
-        group["eps"] = _checks.real("eps", group["eps"], low=0.0)
-        group["weight_decay"] = _checks.real("weight_decay", group["weight_decay"], low=0.0)
-        group["momentum_decay"] = _checks.real("momentum_decay", group["momentum_decay"],
-                                               low=0.0)
-        group["decoupled_weight_decay"] = _checks.flag("decoupled_weight_decay",
-                                                       group["decoupled_weight_decay"])
-        group["maximize"] = _checks.flag("maximize", group["maximize"])
 
     def _host_scalars(self, group, lr, t, gstate):
         beta1, beta2 = group["betas"]
@@ -505,14 +456,6 @@ class RAdam(Optimizer):
                          convention=convention, skip_nonfinite=skip_nonfinite,
                          max_grad_norm=max_grad_norm)
 
-    def _check_group(self, group):
-        group["betas"] = _checks.betas("betas", group["betas"])
-        group["eps"] = _checks.real("eps", group["eps"], low=0.0)
-        group["weight_decay"] = _checks.real("weight_decay", group["weight_decay"], low=0.0)
-        group["decoupled_weight_decay"] = _checks.flag("decoupled_weight_decay",
-                                                       group["decoupled_weight_decay"])
-        group["maximize"] = _checks.flag("maximize", group["maximize"])
-
     def _host_scalars(self, group, lr, t, gstate):
         beta1, beta2 = group["betas"]
         wd = group["weight_decay"]
@@ -557,11 +500,6 @@ class Lion(Optimizer):
                                       maximize=maximize),
                          convention=convention, skip_nonfinite=skip_nonfinite,
                          max_grad_norm=max_grad_norm)
-
-    def _check_group(self, group):
-        group["betas"] = _checks.betas("betas", group["betas"])
-        group["weight_decay"] = _checks.real("weight_decay", group["weight_decay"], low=0.0)
-        group["maximize"] = _checks.flag("maximize", group["maximize"])
 
     def _host_scalars(self, group, lr, t, gstate):
         beta1, beta2 = group["betas"]
