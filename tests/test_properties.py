@@ -2,6 +2,7 @@
 reference; invalid hyperparameters always raise (and never touch the arrays)."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -11,8 +12,11 @@ from hypothesis import strategies as st
 from fastopt import optim
 from fastopt.reference import RefOptimizer
 
-SETTINGS = settings(max_examples=60, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+# Derandomized: the CI gate sees the same examples every run (no flaky failures). Set
+# FASTOPT_HYPOTHESIS_EXPLORE=1 to search new examples (and more of them).
+EXPLORE = bool(os.environ.get("FASTOPT_HYPOTHESIS_EXPLORE"))
+SETTINGS = settings(max_examples=600 if EXPLORE else 60, deadline=None, database=None,
+                    derandomize=not EXPLORE, suppress_health_check=[HealthCheck.too_slow])
 
 unit = st.floats(0.0, 0.999)
 small = st.floats(0.0, 0.2)
@@ -28,7 +32,9 @@ VALID = {
                                          st.just(False)}).map(lambda e: {**d, **e})),
     "adagrad": st.fixed_dictionaries({"lr": lrs, "lr_decay": small, "weight_decay": small,
                                       "initial_accumulator_value": small, "eps": epss}),
-    "rmsprop": st.fixed_dictionaries({"lr": lrs, "alpha": unit, "eps": epss,
+    # alpha >= 0.05: with alpha -> 0 the centered variance v - gm^2 is a difference of two
+    # equal numbers, pure rounding noise, and no two implementations agree on it
+    "rmsprop": st.fixed_dictionaries({"lr": lrs, "alpha": st.floats(0.05, 0.999), "eps": epss,
                                       "weight_decay": small, "momentum": unit,
                                       "centered": st.booleans()}),
     "adam": st.fixed_dictionaries({"lr": lrs, "betas": st.tuples(unit, unit), "eps": epss,
