@@ -277,9 +277,7 @@ class Optimizer:
         was not finite (only with ``skip_nonfinite=True``).
         """
         flat_grads = self._check_grads(grads)
-        for gi, group in enumerate(self.param_groups):
-            if self._group_key(group) != self._keys[gi]:
-                self._refresh_group(gi)
+        self._refresh_if_edited()
 
         clip_coef = 1.0
         if self.max_grad_norm is not None or self.skip_nonfinite:
@@ -290,6 +288,18 @@ class Optimizer:
             if self.max_grad_norm is not None:
                 clip_coef = clip_coefficient(self.last_grad_norm, self.max_grad_norm)
 
+        launches, new_gstates = self._prepare(clip_coef)
+        name = self.rule.name
+        for i, (p, g) in enumerate(zip(self._flat, flat_grads)):
+            h, fvals = self._launch_args(launches, i)
+            s0, s1, s2 = self._flat_state[i]
+            cpu.update(name, p, g, s0, s1, s2, h, fvals)
+        self._commit(new_gstates)
+        return True
+
+    def _prepare(self, clip_coef=1.0):
+        """Host scalars of the next step for every group; raises (changing nothing) on a bad
+        learning rate. Returns (launches, new group states) for ``_launch_args``/``_commit``."""
         t = self._steps + 1
         launches = []
         new_gstates = []
@@ -303,24 +313,29 @@ class Optimizer:
             if fvals is None:
                 fvals = self._flags_cache[fkey] = np.array(fkey, dtype=np.int64)
             launches.append(([hyper[k] for k in self.rule.hyper], fvals, set()))
+        return launches, new_gstates
 
-        name = self.rule.name
-        buffers = self._hyper_buffers
-        for i, (p, g) in enumerate(zip(self._flat, flat_grads)):
-            gi = self._group_of[i]
-            hvals, fvals, filled = launches[gi]
-            h = buffers.get((gi, p.dtype))
-            if h is None:
-                h = buffers[(gi, p.dtype)] = np.empty(len(hvals), dtype=p.dtype)
-            if p.dtype not in filled:
-                h[:] = hvals  # host float64 -> parameter dtype, once per step
-                filled.add(p.dtype)
-            s0, s1, s2 = self._flat_state[i]
-            cpu.update(name, p, g, s0, s1, s2, h, fvals)
+    def _launch_args(self, launches, i):
+        """(hyper array in the dtype of parameter i, flags array) for this step."""
+        p = self._flat[i]
+        gi = self._group_of[i]
+        hvals, fvals, filled = launches[gi]
+        h = self._hyper_buffers.get((gi, p.dtype))
+        if h is None:
+            h = self._hyper_buffers[(gi, p.dtype)] = np.empty(len(hvals), dtype=p.dtype)
+        if p.dtype not in filled:
+            h[:] = hvals  # host float64 -> parameter dtype, once per step
+            filled.add(p.dtype)
+        return h, fvals
 
+    def _commit(self, new_gstates):
         self.group_state = new_gstates
-        self._steps = t
-        return True
+        self._steps += 1
+
+    def _refresh_if_edited(self):
+        for gi, group in enumerate(self.param_groups):
+            if self._group_key(group) != self._keys[gi]:
+                self._refresh_group(gi)
 
     # -----------------------------------------------------------------------------------
     # state dict
