@@ -1,0 +1,426 @@
+"""Mini-batch training: sampling, the training loop, evaluation records, early stopping.
+
+``fit`` trains a ``fastopt.nn.MLP`` with any ``fastopt.optim`` optimizer and returns a
+``History`` of evaluation records. Training wall time excludes evaluation and JIT
+compilation (both recorded separately), so convergence-versus-time curves are honest.
+
+Between two evaluations the steps run in one compiled loop (``_chunk_kernel``): the host
+computes each step's optimizer scalars (learning rate, bias corrections) into a table, the
+kernel gathers every mini-batch and runs forward, backward and the update, so even
+batch-size-1 SGD runs at kernel speed. Dropout and optimizers that need the gradient norm
+(``skip_nonfinite``, ``max_grad_norm``) use the per-step ``model.train_step`` instead.
+"""
+
+import csv
+import functools
+import math
+import time
+
+import numpy as np
+from numba import njit
+
+from . import _checks, config
+from .kernels import cpu
+from .nn import kernels as K
+
+COLUMNS = ("step", "epoch", "wall_time", "train_loss", "test_loss", "test_accuracy", "lr")
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or inf; ``history`` holds the records up to then."""
+
+    def __init__(self, step, loss, history):
+        super().__init__(f"training diverged at step {step}: loss {loss}; lower the learning "
+                         "rate, clip gradients (max_grad_norm=) or check the data")
+        self.step = step
+        self.loss = loss
+        self.history = history
+
+
+class History:
+    """Evaluation records of a training run (one row per evaluation).
+
+    Columns: step (updates done), epoch (fractional), wall_time (training seconds, without
+    evaluation and compilation), train_loss (mean mini-batch loss since the previous
+    record), test_loss, test_accuracy, lr (learning rate of the next step). Attributes
+    ``compile_time`` and ``eval_time`` (seconds) and ``stopped`` (why training ended).
+    """
+
+    def __init__(self, records=None, compile_time=0.0, eval_time=0.0, stopped=""):
+        self.records = list(records or [])
+        self.compile_time = compile_time
+        self.eval_time = eval_time
+        self.stopped = stopped
+
+    def append(self, **record):
+        self.records.append({k: record[k] for k in COLUMNS})
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, column):
+        if column not in COLUMNS:
+            raise KeyError(f"unknown column {column!r}; columns: {', '.join(COLUMNS)}")
+        return np.array([r[column] for r in self.records], dtype=float)
+
+    def __repr__(self):
+        last = self.records[-1] if self.records else {}
+        return (f"History({len(self)} records, steps={last.get('step', 0)}, "
+                f"test_accuracy={last.get('test_accuracy', float('nan')):.4f}, "
+                f"stopped={self.stopped!r})")
+
+    def to_csv(self, path):
+        """Write the records; the comment line carries compile/eval time and the stop reason."""
+        with open(path, "w", newline="") as f:
+            f.write(f"# compile_time={self.compile_time!r} eval_time={self.eval_time!r} "
+                    f"stopped={self.stopped}\n")
+            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            w.writeheader()
+            for r in self.records:
+                w.writerow({k: repr(v) if isinstance(v, float) else v for k, v in r.items()})
+        return path
+
+    @classmethod
+    def from_csv(cls, path):
+        with open(path, newline="") as f:
+            first = f.readline()
+            meta = {}
+            if first.startswith("#"):
+                for item in first[1:].split():
+                    key, _, value = item.partition("=")
+                    meta[key] = value
+            else:
+                f.seek(0)
+            rows = list(csv.DictReader(f))
+        missing = set(COLUMNS) - set(rows[0] if rows else COLUMNS)
+        if missing:
+            raise ValueError(f"{path} lacks the column(s) {sorted(missing)}")
+        records = [{k: (int(r[k]) if k == "step" else float(r[k])) for k in COLUMNS}
+                   for r in rows]
+        return cls(records, compile_time=float(meta.get("compile_time", 0.0)),
+                   eval_time=float(meta.get("eval_time", 0.0)),
+                   stopped=meta.get("stopped", ""))
+
+
+class EarlyStopping:
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
+    evaluations; with ``restore_best`` the parameters of the best evaluation are restored."""
+
+    def __init__(self, patience=5, min_delta=0.0, restore_best=True, monitor="test_loss"):
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"patience must be a positive integer, got {patience!r}")
+        self.min_delta = _checks.real("min_delta", min_delta, low=0.0)
+        if monitor not in ("test_loss", "test_accuracy", "train_loss"):
+            raise ValueError("monitor must be 'test_loss', 'test_accuracy' or 'train_loss', "
+                             f"got {monitor!r}")
+        self.patience = patience
+        self.restore_best = _checks.flag("restore_best", restore_best)
+        self.monitor = monitor
+        self.reset()
+
+    def reset(self):
+        self.best = None
+        self.best_params = None
+        self.best_step = None
+        self.bad = 0
+
+    def _improved(self, value):
+        if self.best is None:
+            return True
+        if self.monitor == "test_accuracy":
+            return value > self.best + self.min_delta
+        return value < self.best - self.min_delta
+
+    def update(self, record, params):
+        """Record an evaluation; returns True when training should stop."""
+        value = record[self.monitor]
+        if self._improved(value):
+            self.best, self.best_step, self.bad = value, record["step"], 0
+            if self.restore_best:
+                self.best_params = params.copy()
+            return False
+        self.bad += 1
+        return self.bad >= self.patience
+
+
+class ReduceLROnPlateau:
+    """Multiply every group's learning rate by ``factor`` after ``patience`` evaluations
+    without improvement of ``monitor`` (test_loss by default), not below ``min_lr``.
+    Works with float learning rates (a schedule owns its own values)."""
+
+    def __init__(self, factor=0.1, patience=3, min_lr=0.0, min_delta=0.0, monitor="test_loss"):
+        self.factor = _checks.real("factor", factor, low=0.0, high=1.0, low_open=True,
+                                   high_open=True)
+        self.min_lr = _checks.real("min_lr", min_lr, low=0.0)
+        self._plateau = EarlyStopping(patience, min_delta, restore_best=False, monitor=monitor)
+
+    def update(self, record, optimizer):
+        if self._plateau.update(record, None):
+            for gi, group in enumerate(optimizer.param_groups):
+                if callable(group["lr"]):
+                    raise TypeError(f"ReduceLROnPlateau needs float learning rates; parameter "
+                                    f"group {gi} uses a schedule")
+                group["lr"] = max(group["lr"] * self.factor, self.min_lr)
+            self._plateau.bad = 0
+            self._plateau.best = None
+
+
+# ---------------------------------------------------------------------------------------
+# sampling
+
+
+def epoch_batches(n, batch_size, rng, drop_last=False, replacement=False):
+    """Index arrays of one epoch's mini-batches.
+
+    Without replacement (default): a fresh permutation split into batches of ``batch_size``,
+    the final partial batch kept unless ``drop_last``. With ``replacement=True`` (the
+    textbook's ``np.random.choice(n, batch_size)``): ``ceil(n / batch_size)`` batches drawn
+    independently with replacement.
+    """
+    if replacement:
+        return [rng.choice(n, batch_size) for _ in range(math.ceil(n / batch_size))]
+    order = rng.permutation(n)
+    stop = n - n % batch_size if drop_last else n
+    return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
+
+
+# ---------------------------------------------------------------------------------------
+# the compiled chunk loop
+
+
+@functools.cache
+def _chunk_kernel(loss, rule_name):
+    loss_and_grad = K.LOSS_AND_GRAD[loss]
+    serial, parallel = cpu.update_kernels(rule_name)
+
+    def run_chunk(losses, grads, Z, A, D, xb, yb, params, X, y, M, starts, index, sizes,
+                  kind, s0, s1, s2, hypers, flags, use_parallel):
+        """Steps k = 0..len(starts)-2: batch k is X[index[starts[k]:starts[k+1]]], updated
+        with the host scalars hypers[k], flags[k]. Returns the number of updates applied:
+        a non-finite loss stops the loop before its update (losses[k] holds it)."""
+        for k in range(starts.size - 1):
+            lo, hi = starts[k], starts[k + 1]
+            nb = hi - lo
+            xk = xb[:nb]
+            yk = yb[:nb]
+            for r in range(nb):
+                xk[r, :] = X[index[lo + r], :]
+                yk[r] = y[index[lo + r]]
+            value = loss_and_grad(grads, Z, A, D, params, xk, yk, M, sizes, kind, False)
+            losses[k] = value
+            if not math.isfinite(value):
+                return k
+            if use_parallel:
+                parallel(params, grads, s0, s1, s2, hypers[k], flags[k])
+            else:
+                serial(params, grads, s0, s1, s2, hypers[k], flags[k])
+        return starts.size - 1
+
+    run_chunk.__name__ = run_chunk.__qualname__ = f"run_chunk_{loss}_{rule_name}"
+    return njit(**K.JIT)(run_chunk)
+
+
+# ---------------------------------------------------------------------------------------
+# fit
+
+
+def _split_data(data):
+    if hasattr(data, "X_train"):
+        return data.X_train, data.y_train, data.X_test, data.y_test
+    try:
+        parts = tuple(data)
+    except TypeError:
+        raise TypeError("data must be a fastopt.datasets.Dataset or a tuple (X, y) or "
+                        f"(X, y, X_test, y_test), got {type(data).__name__}") from None
+    if len(parts) == 2:
+        return parts[0], parts[1], None, None
+    if len(parts) == 4:
+        return parts
+    raise ValueError(f"data must be (X, y) or (X, y, X_test, y_test), got {len(parts)} items")
+
+
+def fit(model, optimizer, data, batch_size=128, epochs=None, max_steps=None, time_budget=None,
+        eval_every=None, early_stopping=None, reduce_lr=None, seed=0, progress=True,
+        drop_last=False, replacement=False):
+    """Train ``model`` with ``optimizer`` on ``data``; returns a ``History``.
+
+    Parameters
+    ----------
+    data : Dataset, (X, y) or (X, y, X_test, y_test); without a test set the records'
+        test columns are computed on the training set.
+    batch_size : int, or None for full-batch gradient descent (1 = stochastic GD)
+    epochs, max_steps, time_budget : when to stop (the first reached); if none is given,
+        one epoch. time_budget counts training seconds (not evaluation or compilation).
+    eval_every : evaluate every this many steps (default: once per epoch); also before
+        the first step and after the last.
+    early_stopping : EarlyStopping or None;  reduce_lr : ReduceLROnPlateau or None
+    seed : seeds the mini-batch order (the model's own generator seeds dropout)
+    progress : tqdm progress bar (shown only on a terminal)
+    drop_last, replacement : see ``epoch_batches``
+    """
+    from tqdm.auto import tqdm
+
+    X, y, X_test, y_test = _split_data(data)
+    X = model._check_X(np.asarray(X), "X")
+    y = model._check_y(y, X.shape[0], "y")
+    if X_test is None:
+        X_test, y_test = X, y
+    else:
+        X_test = model._check_X(np.asarray(X_test), "X_test")
+        y_test = model._check_y(y_test, X_test.shape[0], "y_test")
+    model._check_optimizer(optimizer)
+    n = X.shape[0]
+    if batch_size is None:
+        batch_size = n
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must be between 1 and the number of training samples "
+                         f"({n}), got {batch_size}")
+    for name, value in (("epochs", epochs), ("max_steps", max_steps),
+                        ("eval_every", eval_every)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+    if time_budget is not None:
+        time_budget = _checks.real("time_budget", time_budget, low=0.0, low_open=True)
+    if epochs is None and max_steps is None and time_budget is None:
+        epochs = 1
+    steps_per_epoch = (n // batch_size if drop_last else math.ceil(n / batch_size))
+    if steps_per_epoch == 0:
+        raise ValueError("drop_last=True with batch_size > n leaves no batch")
+    eval_every = eval_every or steps_per_epoch
+    total = None
+    if epochs is not None:
+        total = epochs * steps_per_epoch
+    if max_steps is not None:
+        total = max_steps if total is None else min(total, max_steps)
+
+    rng = np.random.default_rng(seed)
+    history = History()
+    compiled = not (model.dropout > 0 or optimizer.skip_nonfinite
+                    or optimizer.max_grad_norm is not None)
+    history.compile_time = _warm_up(model, optimizer, X, y, batch_size, compiled)
+    if early_stopping is not None:
+        early_stopping.reset()
+
+    step0 = optimizer.steps
+    steps = 0
+    train_time = 0.0
+    pending = []  # training losses since the last record
+
+    def record():
+        t0 = time.perf_counter()
+        test_loss, test_acc = model.evaluate(X_test, y_test)
+        history.eval_time += time.perf_counter() - t0
+        rec = dict(step=steps, epoch=steps / steps_per_epoch, wall_time=train_time,
+                   train_loss=float(np.mean(pending)) if pending else float("nan"),
+                   test_loss=test_loss, test_accuracy=test_acc, lr=optimizer.lr)
+        history.append(**rec)
+        pending.clear()
+        return rec
+
+    per_step = None
+    record()
+    bar = tqdm(total=total, disable=not progress, unit="step", desc="fit", leave=False)
+    queue = []
+    try:
+        while True:
+            if total is not None and steps >= total:
+                history.stopped = "max_steps" if max_steps == total else "epochs"
+                break
+            if time_budget is not None and train_time >= time_budget:
+                history.stopped = "time_budget"
+                break
+            if not queue:
+                queue = epoch_batches(n, batch_size, rng, drop_last, replacement)
+            # steps until the next evaluation, the end of the epoch's queue, or the end
+            chunk = min(eval_every - steps % eval_every, len(queue))
+            if total is not None:
+                chunk = min(chunk, total - steps)
+            if time_budget is not None and per_step:
+                # keep the budget check frequent: about a quarter second of work per chunk
+                chunk = max(1, min(chunk, int(min(0.25, time_budget - train_time) / per_step)))
+            batch, queue = queue[:chunk], queue[chunk:]
+            t0 = time.perf_counter()
+            if compiled:
+                losses, done = _run_compiled(model, optimizer, X, y, batch)
+            else:
+                losses = []
+                for idx in batch:
+                    losses.append(model.train_step(X[idx], y[idx], optimizer))
+                    if not math.isfinite(losses[-1]):
+                        break
+                done = len(losses)
+            elapsed = time.perf_counter() - t0
+            train_time += elapsed
+            per_step = elapsed / max(done, 1)
+            steps += done
+            bar.update(done)
+            pending.extend(losses[:done])
+            if not math.isfinite(losses[-1]):
+                record()
+                raise TrainingDiverged(step0 + steps + (done < len(losses)), losses[-1],
+                                       history)
+            if steps % eval_every == 0 or (total is not None and steps >= total):
+                rec = record()
+                bar.set_postfix(test_loss=f"{rec['test_loss']:.4f}",
+                                acc=f"{rec['test_accuracy']:.4f}")
+                if reduce_lr is not None:
+                    reduce_lr.update(rec, optimizer)
+                if early_stopping is not None and early_stopping.update(rec, model.params):
+                    history.stopped = "early_stopping"
+                    if early_stopping.restore_best and early_stopping.best_params is not None:
+                        model.params[:] = early_stopping.best_params
+                    break
+    finally:
+        bar.close()
+    if history.records[-1]["step"] != steps:
+        record()
+    return history
+
+
+def _run_compiled(model, optimizer, X, y, batch):
+    """Run the mini-batches ``batch`` (index arrays) in one compiled call."""
+    optimizer._refresh_if_edited()
+    rule = optimizer.rule
+    hypers = np.empty((len(batch), len(rule.hyper)), dtype=model.dtype)
+    flags = np.empty((len(batch), len(rule.flags)), dtype=np.int64)
+    gstates = []
+    for k in range(len(batch)):
+        launches, gstate = optimizer._prepare()
+        hypers[k], flags[k] = optimizer._launch_args(launches, 0)
+        gstates.append(gstate)
+        optimizer._commit(gstate)  # the next step's scalars depend on this one
+    optimizer._steps -= len(batch)  # committed again below, as far as the kernel got
+    index = np.concatenate(batch)
+    starts = np.zeros(len(batch) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in batch], out=starts[1:])
+    nb = max(len(b) for b in batch)
+    Z, A, D, _ = model._workspace(nb)
+    xb = np.empty((nb, X.shape[1]), dtype=model.dtype)
+    yb = np.empty((nb,) + y.shape[1:], dtype=y.dtype)
+    losses = np.empty(len(batch))
+    s0, s1, s2 = optimizer._flat_state[0]
+    kernel = _chunk_kernel(model.loss, rule.name)
+    done = kernel(losses, model.grads, Z, A, D, xb, yb, model.params, X, y, model._empty,
+                  starts, index, model._sizes, model._kind, s0, s1, s2, hypers, flags,
+                  model.params.size >= config.PARALLEL_MIN_SIZE)
+    for k in range(done):
+        optimizer._commit(gstates[k])
+    return list(losses[:min(done + 1, len(batch))]), done
+
+
+def _warm_up(model, optimizer, X, y, batch_size, compiled):
+    """Compile the kernels fit will use on throwaway copies; returns the seconds spent."""
+    import copy
+
+    t0 = time.perf_counter()
+    m, o = copy.deepcopy((model, optimizer))
+    nb = min(batch_size, X.shape[0])
+    if compiled:
+        _run_compiled(m, o, X, y, [np.arange(nb), np.arange(nb)])
+    else:
+        m.train_step(X[:nb], y[:nb], o)
+    m.evaluate(X[:nb], y[:nb])
+    return time.perf_counter() - t0
