@@ -199,3 +199,101 @@ def write_csv(rows, path):
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+
+
+# ---------------------------------------------------------------------------------------
+# MLP training step
+
+SEEDS_NETWORK = (784, 100, 100, 100, 100, 10)
+
+
+def _numpy_gemms(sizes, n, dtype, rng):
+    """The matrix products of one training step, done by numpy (the GEMM ceiling)."""
+    xs = [rng.random((n, fi), dtype=dtype) for fi in sizes[:-1]]
+    ws = [rng.random((fi, fo), dtype=dtype) for fi, fo in zip(sizes[:-1], sizes[1:])]
+    ds = [rng.random((n, fo), dtype=dtype) for fo in sizes[1:]]
+    outs = [np.empty((n, fo), dtype=dtype) for fo in sizes[1:]]
+    gws = [np.empty_like(w) for w in ws]
+    gxs = [np.empty_like(x) for x in xs]
+
+    def run():
+        for i in range(len(ws)):
+            np.dot(xs[i], ws[i], out=outs[i])          # forward
+            np.dot(xs[i].T, ds[i], out=gws[i])         # dW
+            if i:
+                np.dot(ds[i], ws[i].T, out=gxs[i])     # dX (not for the input layer)
+    return run
+
+
+def step_flops(sizes, n):
+    fwd = sum(2 * n * fi * fo for fi, fo in zip(sizes[:-1], sizes[1:]))
+    dx = sum(2 * n * fi * fo for fi, fo in zip(sizes[1:-1], sizes[2:]))
+    return 2 * fwd + dx  # forward, dW, dX
+
+
+def bench_mlp(batch_sizes=(1, 32, 128, 512), sizes=SEEDS_NETWORK, dtype="float32", rounds=7,
+              torch_peer=True, progress=True):
+    """Rows: batch, impl, seconds per train_step (SGD, lr 0.01), samples/s, GFLOP/s."""
+    from tqdm.auto import tqdm
+
+    from . import nn, optim
+
+    torch = _torch() if torch_peer else None
+    notes = [] if torch is not None else ["torch is not installed: no PyTorch rows"]
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in tqdm(batch_sizes, desc="bench mlp", disable=not progress):
+        X = rng.random((n, sizes[0]), dtype=np.dtype(dtype).type)
+        y = rng.integers(0, sizes[-1], n)
+        model = nn.MLP(sizes, dtype=dtype, seed=0)
+        opt = optim.SGD(model.params, lr=0.01)
+        fns = {"fastopt train_step": lambda: model.train_step(X, y, opt),
+               "numpy GEMMs only": _numpy_gemms(sizes, n, np.dtype(dtype), rng)}
+        if torch is not None:
+            torch.set_num_threads(2)
+            layers = []
+            for i, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:])):
+                layers.append(torch.nn.Linear(fi, fo))
+                if i < len(sizes) - 2:
+                    layers.append(torch.nn.ReLU())
+            net = torch.nn.Sequential(*layers)
+            if dtype == "float64":
+                net = net.double()
+            topt = torch.optim.SGD(net.parameters(), lr=0.01)
+            lossf = torch.nn.CrossEntropyLoss()
+            tX, ty = torch.from_numpy(X), torch.from_numpy(y)
+
+            def torch_step():
+                topt.zero_grad()
+                loss = lossf(net(tX), ty)
+                loss.backward()
+                topt.step()
+                return loss.item()
+
+            fns["torch (Sequential + SGD)"] = torch_step
+        times = _interleaved_mlp(fns, rounds)
+        base = times["fastopt train_step"]
+        flops = step_flops(sizes, n)
+        for impl, sec in times.items():
+            rows.append(dict(batch=n, impl=impl, seconds=sec, samples_per_s=n / sec,
+                             gflops=flops / sec / 1e9, ratio=sec / base))
+    return rows, notes
+
+
+def _interleaved_mlp(fns, rounds, target_seconds=0.05, settle=0.3):
+    """Interleaved like ``interleaved``, with a pause before each block: after a block the
+    previous library's worker threads (torch's OpenMP, OpenBLAS) keep spinning for a while
+    and would steal the cores from whichever implementation runs next."""
+    for fn in fns.values():
+        fn()
+    reps = {}
+    for k, fn in fns.items():
+        t0 = time.perf_counter()
+        fn()
+        reps[k] = max(1, min(2000, int(target_seconds / max(time.perf_counter() - t0, 1e-6))))
+    samples = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            time.sleep(settle)
+            samples[k].append(_time_block(fn, reps[k]))
+    return {k: statistics.median(v) for k, v in samples.items()}

@@ -49,6 +49,25 @@ def _cmd_bench_crossover(args):
     print(f"current FASTOPT_PARALLEL_MIN_SIZE = {config.PARALLEL_MIN_SIZE}")
 
 
+def _cmd_bench_mlp(args):
+    from . import bench
+
+    rows, notes = bench.bench_mlp(batch_sizes=args.batch_sizes, dtype=args.dtype,
+                                  rounds=args.rounds, torch_peer=not args.no_torch,
+                                  progress=not args.no_progress)
+    table = [dict(r, us=r["seconds"] * 1e6) for r in rows]
+    print(f"network {'-'.join(map(str, bench.SEEDS_NETWORK))}, {args.dtype}, SGD, "
+          "one training step (forward, backward, update)")
+    print(bench.format_table(table, ["batch", "impl", "us", "samples_per_s", "gflops", "ratio"],
+                             ["batch", "implementation", "median us/step", "samples/s",
+                              "GFLOP/s", "time / fastopt"]))
+    for note in notes:
+        print(f"note: {note}")
+    if args.csv:
+        bench.write_csv(rows, args.csv)
+        print(f"wrote {args.csv}")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="fastopt", description="Fused Numba optimizer kernels: benchmarks and experiments.")
@@ -68,6 +87,15 @@ def build_parser():
     upd.add_argument("--csv", default=None, help="also write the rows to this CSV file")
     upd.add_argument("--no-progress", action="store_true")
     upd.set_defaults(func=_cmd_bench_update)
+
+    mlp = bsub.add_parser("mlp", help="MLP training step: fastopt vs PyTorch vs numpy GEMMs")
+    mlp.add_argument("--batch-sizes", type=_sizes, default=[1, 32, 128, 512])
+    mlp.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    mlp.add_argument("--rounds", type=int, default=7)
+    mlp.add_argument("--no-torch", action="store_true")
+    mlp.add_argument("--csv", default=None)
+    mlp.add_argument("--no-progress", action="store_true")
+    mlp.set_defaults(func=_cmd_bench_mlp)
 
     cross = bsub.add_parser("crossover",
                             help="serial vs prange kernel: measure the parallel threshold")

@@ -19,7 +19,7 @@ import time
 import numpy as np
 from numba import njit
 
-from . import _checks, config
+from . import _checks
 from .kernels import cpu
 from .nn import kernels as K
 
@@ -191,10 +191,10 @@ def epoch_batches(n, batch_size, rng, drop_last=False, replacement=False):
 @functools.cache
 def _chunk_kernel(loss, rule_name):
     loss_and_grad = K.LOSS_AND_GRAD[loss]
-    serial, parallel = cpu.update_kernels(rule_name)
+    serial, _ = cpu.update_kernels(rule_name)  # serial: see nn.mlp._train_step_kernel
 
     def run_chunk(losses, grads, Z, A, D, xb, yb, params, X, y, M, starts, index, sizes,
-                  kind, s0, s1, s2, hypers, flags, use_parallel):
+                  kind, s0, s1, s2, hypers, flags):
         """Steps k = 0..len(starts)-2: batch k is X[index[starts[k]:starts[k+1]]], updated
         with the host scalars hypers[k], flags[k]. Returns the number of updates applied:
         a non-finite loss stops the loop before its update (losses[k] holds it)."""
@@ -210,10 +210,7 @@ def _chunk_kernel(loss, rule_name):
             losses[k] = value
             if not math.isfinite(value):
                 return k
-            if use_parallel:
-                parallel(params, grads, s0, s1, s2, hypers[k], flags[k])
-            else:
-                serial(params, grads, s0, s1, s2, hypers[k], flags[k])
+            serial(params, grads, s0, s1, s2, hypers[k], flags[k])
         return starts.size - 1
 
     run_chunk.__name__ = run_chunk.__qualname__ = f"run_chunk_{loss}_{rule_name}"
@@ -404,8 +401,7 @@ def _run_compiled(model, optimizer, X, y, batch):
     s0, s1, s2 = optimizer._flat_state[0]
     kernel = _chunk_kernel(model.loss, rule.name)
     done = kernel(losses, model.grads, Z, A, D, xb, yb, model.params, X, y, model._empty,
-                  starts, index, model._sizes, model._kind, s0, s1, s2, hypers, flags,
-                  model.params.size >= config.PARALLEL_MIN_SIZE)
+                  starts, index, model._sizes, model._kind, s0, s1, s2, hypers, flags)
     for k in range(done):
         optimizer._commit(gstates[k])
     return list(losses[:min(done + 1, len(batch))]), done

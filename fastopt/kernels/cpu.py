@@ -98,8 +98,8 @@ def _clamp_loop(g, clip):
 @functools.cache
 def _pair(loop_name):
     loop = globals()[loop_name]
-    return (njit(parallel=False, **config.CPU_JIT)(loop),
-            njit(parallel=True, **config.CPU_JIT)(loop))
+    options = config.REDUCTION_JIT if loop_name == "_sumsq_loop" else config.CPU_JIT
+    return (njit(parallel=False, **options)(loop), njit(parallel=True, **options)(loop))
 
 
 def _pick(loop_name, n):

@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 from numba import njit
 
-from .. import _checks, config
+from .. import _checks
 from .. import init as initializers
 from ..kernels import cpu
 from . import kernels as K
@@ -16,17 +16,20 @@ LOSS_NAMES = tuple(K.LOSSES)
 
 @functools.cache
 def _train_step_kernel(loss, rule_name):
-    """forward + backward + optimizer update of one mini-batch, in one compiled call."""
+    """forward + backward + optimizer update of one mini-batch, in one compiled call.
+
+    The update uses the serial kernel on purpose: the matrix products run on OpenBLAS's
+    threads, and handing the cores over to Numba's OpenMP pool right after a GEMM costs
+    milliseconds while both pools spin (measured on 2 cores: 8.4 ms per step at batch 32
+    with the prange update vs 0.45 ms serial; see benchmarks/README.md).
+    """
     loss_and_grad = K.LOSS_AND_GRAD[loss]
-    serial, parallel = cpu.update_kernels(rule_name)
+    serial, _ = cpu.update_kernels(rule_name)
 
     def train_step(grads, Z, A, D, params, X, y, M, sizes, kind, use_mask,
-                   s0, s1, s2, hyper, flags, use_parallel):
+                   s0, s1, s2, hyper, flags):
         value = loss_and_grad(grads, Z, A, D, params, X, y, M, sizes, kind, use_mask)
-        if use_parallel:
-            parallel(params, grads, s0, s1, s2, hyper, flags)
-        else:
-            serial(params, grads, s0, s1, s2, hyper, flags)
+        serial(params, grads, s0, s1, s2, hyper, flags)
         return value
 
     train_step.__name__ = train_step.__qualname__ = f"train_step_{loss}_{rule_name}"
@@ -267,8 +270,7 @@ class MLP:
             self._draw_masks(M, n)
         kernel = _train_step_kernel(self.loss, optimizer.rule.name)
         loss = kernel(self.grads, Z, A, D, self.params, X, y, M if use_mask else self._empty,
-                      self._sizes, self._kind, use_mask, s0, s1, s2, hyper, flags,
-                      self.params.size >= config.PARALLEL_MIN_SIZE)
+                      self._sizes, self._kind, use_mask, s0, s1, s2, hyper, flags)
         optimizer._commit(gstates)
         return loss
 
