@@ -254,7 +254,29 @@ class Schedule:
 # Keras schedules
 # --------------------------------------------------------------------------
 
-class ExponentialDecay(Schedule):
+class _RateDecay(Schedule):
+    """Shared by ExponentialDecay and InverseTimeDecay: the same arguments and the same
+    progress p = step / decay_steps (floored if staircase)."""
+
+    _PARAMS = ("initial_learning_rate", "decay_steps", "decay_rate",
+               "staircase")
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate,
+                 staircase=False):
+        self.initial_learning_rate = _lr_arg("initial_learning_rate",
+                                             initial_learning_rate)
+        self.decay_steps = _int_arg("decay_steps", decay_steps, 1)
+        self.decay_rate = _float_arg("decay_rate", decay_rate,
+                                     "a non-negative finite number")
+        self.staircase = _bool_arg("staircase", staircase)
+
+    def _progress(self, step):
+        if self.staircase:
+            return float(step // self.decay_steps)
+        return step / self.decay_steps
+
+
+class ExponentialDecay(_RateDecay):
     r"""Exponential decay (``keras.optimizers.schedules.ExponentialDecay``).
 
     .. math::
@@ -285,23 +307,8 @@ class ExponentialDecay(Schedule):
     calls (often epochs), not optimizer updates.
     """
 
-    _PARAMS = ("initial_learning_rate", "decay_steps", "decay_rate",
-               "staircase")
-
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate,
-                 staircase=False):
-        self.initial_learning_rate = _lr_arg("initial_learning_rate",
-                                             initial_learning_rate)
-        self.decay_steps = _int_arg("decay_steps", decay_steps, 1)
-        self.decay_rate = _float_arg("decay_rate", decay_rate,
-                                     "a non-negative finite number")
-        self.staircase = _bool_arg("staircase", staircase)
-
     def _value(self, step):
-        if self.staircase:
-            p = float(step // self.decay_steps)
-        else:
-            p = step / self.decay_steps
+        p = self._progress(step)
         try:
             result = self.initial_learning_rate * self.decay_rate ** p
         except OverflowError:
@@ -430,7 +437,7 @@ class PolynomialDecay(Schedule):
                 * (1.0 - p) ** self.power + self.end_learning_rate)
 
 
-class InverseTimeDecay(Schedule):
+class InverseTimeDecay(_RateDecay):
     r"""Inverse time decay (``keras.optimizers.schedules.InverseTimeDecay``).
 
     .. math::
@@ -455,23 +462,8 @@ class InverseTimeDecay(Schedule):
     ``LambdaLR(opt, lambda t: 1 / (1 + r * t / T))``.
     """
 
-    _PARAMS = ("initial_learning_rate", "decay_steps", "decay_rate",
-               "staircase")
-
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate,
-                 staircase=False):
-        self.initial_learning_rate = _lr_arg("initial_learning_rate",
-                                             initial_learning_rate)
-        self.decay_steps = _int_arg("decay_steps", decay_steps, 1)
-        self.decay_rate = _float_arg("decay_rate", decay_rate,
-                                     "a non-negative finite number")
-        self.staircase = _bool_arg("staircase", staircase)
-
     def _value(self, step):
-        if self.staircase:
-            p = float(step // self.decay_steps)
-        else:
-            p = step / self.decay_steps
+        p = self._progress(step)
         return self.initial_learning_rate / (1.0 + self.decay_rate * p)
 
 
