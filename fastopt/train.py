@@ -193,8 +193,8 @@ def _chunk_kernel(loss, rule_name):
     loss_and_grad = K.LOSS_AND_GRAD[loss]
     serial, _ = cpu.update_kernels(rule_name)  # serial: see nn.mlp._train_step_kernel
 
-    def run_chunk(losses, grads, Z, A, D, xb, yb, params, X, y, M, starts, index, sizes,
-                  kind, s0, s1, s2, hypers, flags):
+    def run_chunk(losses, grads, ws, xb, yb, params, X, y, starts, index, net,
+                  s0, s1, s2, hypers, flags):
         """Steps k = 0..len(starts)-2: batch k is X[index[starts[k]:starts[k+1]]], updated
         with the host scalars hypers[k], flags[k]. Returns the number of updates applied:
         a non-finite loss stops the loop before its update (losses[k] holds it)."""
@@ -206,7 +206,7 @@ def _chunk_kernel(loss, rule_name):
             for r in range(nb):
                 xk[r, :] = X[index[lo + r], :]
                 yk[r] = y[index[lo + r]]
-            value = loss_and_grad(grads, Z, A, D, params, xk, yk, M, sizes, kind, False)
+            value = loss_and_grad(grads, ws, params, xk, yk, net)
             losses[k] = value
             if not math.isfinite(value):
                 return k
@@ -283,6 +283,11 @@ def fit(model, optimizer, data, batch_size=128, epochs=None, max_steps=None, tim
         time_budget = _checks.real("time_budget", time_budget, low=0.0, low_open=True)
     if epochs is None and max_steps is None and time_budget is None:
         epochs = 1
+    if model.batch_norm and (batch_size < 2 or (n % batch_size == 1 and not drop_last
+                                                 and not replacement)):
+        raise ValueError(f"batch norm needs at least 2 rows per batch: batch_size={batch_size} "
+                         f"with {n} samples leaves a batch of 1; change batch_size or pass "
+                         "drop_last=True")
     steps_per_epoch = (n // batch_size if drop_last else math.ceil(n / batch_size))
     if steps_per_epoch == 0:
         raise ValueError("drop_last=True with batch_size > n leaves no batch")
@@ -380,7 +385,9 @@ def fit(model, optimizer, data, batch_size=128, epochs=None, max_steps=None, tim
 def _run_compiled(model, optimizer, X, y, batch):
     """Run the mini-batches ``batch`` (index arrays) in one compiled call."""
     optimizer._refresh_if_edited()
+    net = model._net(True, min(len(b) for b in batch))  # checks before anything changes
     rule = optimizer.rule
+    saved_gstate = optimizer.group_state
     hypers = np.empty((len(batch), len(rule.hyper)), dtype=model.dtype)
     flags = np.empty((len(batch), len(rule.flags)), dtype=np.int64)
     gstates = []
@@ -389,19 +396,21 @@ def _run_compiled(model, optimizer, X, y, batch):
         hypers[k], flags[k] = optimizer._launch_args(launches, 0)
         gstates.append(gstate)
         optimizer._commit(gstate)  # the next step's scalars depend on this one
-    optimizer._steps -= len(batch)  # committed again below, as far as the kernel got
+    # rewind; committed again below, as far as the kernel got
+    optimizer._steps -= len(batch)
+    optimizer.group_state = saved_gstate
     index = np.concatenate(batch)
     starts = np.zeros(len(batch) + 1, dtype=np.int64)
     np.cumsum([len(b) for b in batch], out=starts[1:])
     nb = max(len(b) for b in batch)
-    Z, A, D, _ = model._workspace(nb)
+    ws = model._workspace(nb)
     xb = np.empty((nb, X.shape[1]), dtype=model.dtype)
     yb = np.empty((nb,) + y.shape[1:], dtype=y.dtype)
     losses = np.empty(len(batch))
     s0, s1, s2 = optimizer._flat_state[0]
     kernel = _chunk_kernel(model.loss, rule.name)
-    done = kernel(losses, model.grads, Z, A, D, xb, yb, model.params, X, y, model._empty,
-                  starts, index, model._sizes, model._kind, s0, s1, s2, hypers, flags)
+    done = kernel(losses, model.grads, ws, xb, yb, model.params, X, y, starts, index, net,
+                  s0, s1, s2, hypers, flags)
     for k in range(done):
         optimizer._commit(gstates[k])
     return list(losses[:min(done + 1, len(batch))]), done

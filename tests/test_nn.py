@@ -243,3 +243,100 @@ def test_bad_batches_raise_and_change_nothing(rng):
         m.train_step(X, y, optim.SGD([m.params[:10], m.params[10:]], lr=0.1))
     np.testing.assert_array_equal(m.params, before)
     assert opt.steps == 0
+
+
+# ---------------------------------------------------------------------------------------
+# batch normalisation
+
+
+def torch_bn_twin(model):
+    """Linear -> BatchNorm1d -> act per hidden layer, sharing the model's parameters."""
+    torch = pytest.importorskip("torch")
+    act = {"relu": torch.nn.ReLU(), "tanh": torch.nn.Tanh(), "gelu": torch.nn.GELU(),
+           "sigmoid": torch.nn.Sigmoid(),
+           "leaky_relu": torch.nn.LeakyReLU(0.01)}[model.activation]
+    layers, linears, bns = [], [], []
+    for i, (W, b) in enumerate(zip(model.weights, model.biases)):
+        lin = torch.nn.Linear(*W.shape, dtype=torch.float64)
+        with torch.no_grad():
+            lin.weight.copy_(torch.tensor(W.T))
+            lin.bias.copy_(torch.tensor(b))
+        layers.append(lin)
+        linears.append(lin)
+        if i < len(model.weights) - 1:
+            bn = torch.nn.BatchNorm1d(W.shape[1], dtype=torch.float64)
+            with torch.no_grad():
+                bn.weight.copy_(torch.tensor(model.gammas[i]))
+                bn.bias.copy_(torch.tensor(model.betas[i]))
+            layers += [bn, act]
+            bns.append(bn)
+    return torch.nn.Sequential(*layers), linears, bns
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("act", ["relu", "tanh", "gelu"])
+def test_batch_norm_matches_torch_batchnorm1d(act, loss, rng):
+    torch = pytest.importorskip("torch")
+    model = nn.MLP(SIZES, activation=act, loss=loss, batch_norm=True, dtype="float64", seed=3)
+    for g, b in zip(model.gammas, model.betas):  # non-trivial scale and shift
+        g[:] = rng.uniform(0.5, 1.5, g.size)
+        b[:] = rng.uniform(-0.5, 0.5, b.size)
+    net, linears, bns = torch_bn_twin(model)
+    net.train()
+    for _ in range(3):  # running statistics accumulate over several batches
+        X, y = batch(rng, loss=loss)
+        value = model.loss_and_grad(X, y)
+        for p in net.parameters():
+            p.grad = None
+        ref = torch_loss(model, net(torch.tensor(X)), y)
+        ref.backward()
+        assert value == pytest.approx(ref.item(), rel=1e-10)
+    for dW, db, lin in zip(model.weight_grads, model.bias_grads, linears):
+        np.testing.assert_allclose(dW, lin.weight.grad.numpy().T, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(db, lin.bias.grad.numpy(), rtol=1e-9, atol=1e-12)
+    for i, bn in enumerate(bns):
+        np.testing.assert_allclose(model.gamma_grads[i], bn.weight.grad.numpy(), rtol=1e-9,
+                                   atol=1e-12)
+        np.testing.assert_allclose(model.beta_grads[i], bn.bias.grad.numpy(), rtol=1e-9,
+                                   atol=1e-12)
+        np.testing.assert_allclose(model.running_mean[i], bn.running_mean.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(model.running_var[i], bn.running_var.numpy(), rtol=1e-12)
+    net.eval()
+    X, _ = batch(rng, loss=loss)
+    np.testing.assert_allclose(model.forward(X), net(torch.tensor(X)).detach().numpy(),
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_batch_norm_finite_differences(rng):
+    model = nn.MLP([4, 5, 3], activation="tanh", batch_norm=True, dtype="float64", seed=5)
+    X, y = batch(rng, n=6, sizes=[4, 5, 3])
+    model.loss_and_grad(X, y)
+    analytic = model.grads.copy()
+    h = 1e-6
+    for k in range(model.params.size):
+        old = model.params[k]
+        model.params[k] = old + h
+        up = model.loss_and_grad(X, y)
+        model.params[k] = old - h
+        down = model.loss_and_grad(X, y)
+        model.params[k] = old
+        assert analytic[k] == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-8), k
+
+
+def test_batch_norm_train_step_bitwise_and_batch_of_one_rejected(rng):
+    a = nn.MLP(SIZES, batch_norm=True, dropout=0.1, seed=2)
+    b = nn.MLP(SIZES, batch_norm=True, dropout=0.1, seed=2)
+    oa, ob = optim.Adam(a.params, lr=1e-2), optim.Adam(b.params, lr=1e-2)
+    for _ in range(3):
+        X, y = batch(rng, dtype=np.float32)
+        assert a.train_step(X, y, oa) == b.loss_and_grad(X, y)
+        ob.step(b.grads)
+    np.testing.assert_array_equal(a.params, b.params)
+    np.testing.assert_array_equal(a._running, b._running)
+    before = a.params.copy(), a._running.copy()
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        a.train_step(X[:1], y[:1], oa)
+    np.testing.assert_array_equal(a.params, before[0])
+    np.testing.assert_array_equal(a._running, before[1])
+    assert oa.steps == 3
+    assert a.forward(X[:1]).shape == (1, 3)  # evaluation works on one row

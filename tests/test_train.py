@@ -181,3 +181,13 @@ def test_fit_bad_data():
         train.fit(m, optim.SGD(np.zeros(3), lr=0.1), (X, y), progress=False)
     with pytest.raises(TypeError, match="Dataset"):
         train.fit(m, o, 5, progress=False)
+
+
+def test_fit_with_batch_norm_on_digits():
+    data = datasets.load("digits")
+    m = nn.MLP([64, 64, 10], batch_norm=True, seed=0)
+    o = optim.SGD(m.params, lr=0.1, momentum=0.9)
+    h = train.fit(m, o, data, batch_size=32, epochs=10, progress=False)
+    assert h["test_accuracy"][-1] >= 0.93
+    with pytest.raises(ValueError, match="drop_last"):
+        train.fit(m, o, data, batch_size=1436, epochs=1, progress=False)  # 1437 = 1436 + 1

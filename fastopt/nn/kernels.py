@@ -10,6 +10,9 @@ Buffers (all flat, one allocation each, views cut inside the kernels):
     D               dLoss/dZ, same layout as Z
     M               inverted-dropout masks of the hidden layers (0 or 1/(1-p)), same layout,
                     or an empty array when dropout is off
+    XH              batch norm: the normalised pre-activations (same layout), else empty
+    With batch norm a hidden layer is Linear -> BatchNorm1d -> activation (-> dropout); its
+    Z slot then holds the batch-normalised value u = gamma * xhat + beta.
 
 Argument order of every kernel: outputs, inputs, parameters, sizes. Parameter gradients
 are overwritten (one loss_and_grad call per step). Matrix products go through BLAS
@@ -177,50 +180,140 @@ def correct_count(logits, labels):
 
 
 # ---------------------------------------------------------------------------------------
-# the whole network
+# batch normalisation (torch BatchNorm1d: biased variance to normalise, unbiased running)
+
+BN_OFF, BN_TRAIN, BN_EVAL = 0, 1, 2
 
 
 @njit(**JIT)
-def mlp_forward(Z, A, M, params, X, sizes, kind, use_mask):
+def batchnorm_forward(z, xhat, mean, inv_std, run_mean, run_var, gamma, beta, mode, eps,
+                      momentum):
+    """In place: z -> u = gamma * xhat + beta, xhat = (z - mean) / sqrt(var + eps).
+
+    Training uses the batch statistics and updates the running ones; evaluation uses the
+    running statistics."""
+    n, f = z.shape
+    for j in range(f):
+        if mode == BN_TRAIN:
+            s = 0.0
+            for i in range(n):
+                s += z[i, j]
+            mu = s / n
+            v = 0.0
+            for i in range(n):
+                d = z[i, j] - mu
+                v += d * d
+            istd = 1.0 / math.sqrt(v / n + eps)
+            mean[j] = mu
+            inv_std[j] = istd
+            run_mean[j] = (1 - momentum) * run_mean[j] + momentum * mu
+            run_var[j] = (1 - momentum) * run_var[j] + momentum * (v / (n - 1))
+        else:
+            mu = run_mean[j]
+            istd = 1.0 / math.sqrt(run_var[j] + eps)
+        for i in range(n):
+            xh = (z[i, j] - mu) * istd
+            if mode == BN_TRAIN:
+                xhat[i, j] = xh
+            z[i, j] = gamma[j] * xh + beta[j]
+
+
+@njit(**JIT)
+def batchnorm_backward(dz, dgamma, dbeta, xhat, inv_std, gamma):
+    """In place: dz holds dLoss/du on entry and dLoss/dz on return."""
+    n, f = dz.shape
+    for j in range(f):
+        sdu = 0.0
+        sdux = 0.0
+        for i in range(n):
+            sdu += dz[i, j]
+            sdux += dz[i, j] * xhat[i, j]
+        dgamma[j] = sdux
+        dbeta[j] = sdu
+        g = gamma[j] * inv_std[j] / n
+        for i in range(n):
+            dz[i, j] = g * (n * dz[i, j] - sdu - xhat[i, j] * sdux)
+
+
+@njit(**JIT)
+def activate(a, z, mask, kind, use_mask):
+    """a = act(z) (* mask)."""
+    n, f = z.shape
+    for i in range(n):
+        for j in range(f):
+            v = act_forward(z[i, j], kind)
+            if use_mask:
+                v = v * mask[i, j]
+            a[i, j] = v
+
+
+# ---------------------------------------------------------------------------------------
+# the whole network
+#
+# net = (sizes, layout, kind, use_mask, bn_mode, bn_eps, bn_momentum)
+#     layout[l] = (W offset, b offset, gamma offset, beta offset, statistics offset) in
+#     params/grads and in the per-feature statistics (-1 where a layer has no batch norm)
+# ws = (Z, A, D, M, XH, stats, running) flat buffers of the parameter dtype:
+#     Z, A, D, M as in the module docstring; XH the normalised pre-activations (batch
+#     norm), stats = [batch means | inverse stds], running = [running means | running vars]
+#     (each split at the total hidden width H)
+
+
+@njit(**JIT)
+def mlp_forward(ws, params, X, net):
     """Forward pass of all layers; returns the logits view (the last layer's Z)."""
+    Z, A, D, M, XH, stats, running = ws
+    sizes, layout, kind, use_mask, bn_mode, bn_eps, bn_momentum = net
     n = X.shape[0]
     n_layers = sizes.size - 1
-    w = 0
+    hidden = running.size // 2
     off = 0
     inp = X
     for layer in range(n_layers):
         fi, fo = sizes[layer], sizes[layer + 1]
+        w, b_off, g_off, beta_off, s_off = (layout[layer, 0], layout[layer, 1],
+                                            layout[layer, 2], layout[layer, 3],
+                                            layout[layer, 4])
         W = params[w:w + fi * fo].reshape((fi, fo))
-        b = params[w + fi * fo:w + fi * fo + fo]
+        b = params[b_off:b_off + fo]
         z = Z[off:off + n * fo].reshape((n, fo))
         if layer == n_layers - 1:
             linear_forward(z, inp, W, b)
             return z
         a = A[off:off + n * fo].reshape((n, fo))
         mask = M[off:off + n * fo].reshape((n, fo)) if use_mask else a
-        linear_act_forward(z, a, mask, inp, W, b, kind, use_mask)
+        if bn_mode == BN_OFF:
+            linear_act_forward(z, a, mask, inp, W, b, kind, use_mask)
+        else:
+            linear_forward(z, inp, W, b)
+            xhat = XH[off:off + n * fo].reshape((n, fo))
+            batchnorm_forward(z, xhat, stats[s_off:s_off + fo],
+                              stats[hidden + s_off:hidden + s_off + fo],
+                              running[s_off:s_off + fo],
+                              running[hidden + s_off:hidden + s_off + fo],
+                              params[g_off:g_off + fo], params[beta_off:beta_off + fo],
+                              bn_mode, bn_eps, bn_momentum)
+            activate(a, z, mask, kind, use_mask)
         inp = a
-        w += fi * fo + fo
         off += n * fo
     return Z[0:0].reshape((0, 0))  # unreachable for >= 1 layer
 
 
 @njit(**JIT)
-def mlp_backward(grads, D, params, X, Z, A, M, sizes, kind, use_mask):
+def mlp_backward(grads, ws, params, X, net):
     """Backward pass; D's last-layer slot must hold dLoss/dlogits on entry."""
+    Z, A, D, M, XH, stats, running = ws
+    sizes, layout, kind, use_mask, bn_mode, bn_eps, bn_momentum = net
     n = X.shape[0]
     n_layers = sizes.size - 1
-    # offsets of the last layer
-    w = 0
-    off = 0
-    for layer in range(n_layers - 1):
-        w += sizes[layer] * sizes[layer + 1] + sizes[layer + 1]
-        off += n * sizes[layer + 1]
+    hidden = running.size // 2
+    off = n * (sizes[1:].sum() - sizes[-1])  # the last layer's slot
     for layer in range(n_layers - 1, -1, -1):
         fi, fo = sizes[layer], sizes[layer + 1]
+        w, b_off = layout[layer, 0], layout[layer, 1]
         W = params[w:w + fi * fo].reshape((fi, fo))
         dW = grads[w:w + fi * fo].reshape((fi, fo))
-        db = grads[w + fi * fo:w + fi * fo + fo]
+        db = grads[b_off:b_off + fo]
         dz = D[off:off + n * fo].reshape((n, fo))
         if layer == 0:
             linear_backward(dz, dW, db, dz, X, W, False)
@@ -232,18 +325,25 @@ def mlp_backward(grads, D, params, X, Z, A, M, sizes, kind, use_mask):
         zprev = Z[prev_off:off].reshape((n, fi))
         mprev = M[prev_off:off].reshape((n, fi)) if use_mask else zprev
         act_backward(dprev, zprev, mprev, kind, use_mask)
+        if bn_mode != BN_OFF:
+            g_off, beta_off, s_off = (layout[layer - 1, 2], layout[layer - 1, 3],
+                                      layout[layer - 1, 4])
+            batchnorm_backward(dprev, grads[g_off:g_off + fi], grads[beta_off:beta_off + fi],
+                               XH[prev_off:off].reshape((n, fi)),
+                               stats[hidden + s_off:hidden + s_off + fi],
+                               params[g_off:g_off + fi])
         off = prev_off
-        w -= fi * sizes[layer - 1] + fi
 
 
 def _make_loss_and_grad(loss_fn):
-    def loss_and_grad(grads, Z, A, D, params, X, y, M, sizes, kind, use_mask):
-        logits = mlp_forward(Z, A, M, params, X, sizes, kind, use_mask)
+    def loss_and_grad(grads, ws, params, X, y, net):
+        logits = mlp_forward(ws, params, X, net)
         n, c = logits.shape
+        sizes = net[0]
         start = n * (sizes[1:].sum() - c)  # buffers may be larger than this batch needs
-        dlogits = D[start:start + n * c].reshape((n, c))
+        dlogits = ws[2][start:start + n * c].reshape((n, c))
         loss = loss_fn(dlogits, logits, y, True)
-        mlp_backward(grads, D, params, X, Z, A, M, sizes, kind, use_mask)
+        mlp_backward(grads, ws, params, X, net)
         return loss
 
     return njit(**JIT)(loss_and_grad)

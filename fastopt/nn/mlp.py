@@ -26,9 +26,8 @@ def _train_step_kernel(loss, rule_name):
     loss_and_grad = K.LOSS_AND_GRAD[loss]
     serial, _ = cpu.update_kernels(rule_name)
 
-    def train_step(grads, Z, A, D, params, X, y, M, sizes, kind, use_mask,
-                   s0, s1, s2, hyper, flags):
-        value = loss_and_grad(grads, Z, A, D, params, X, y, M, sizes, kind, use_mask)
+    def train_step(grads, ws, params, X, y, net, s0, s1, s2, hyper, flags):
+        value = loss_and_grad(grads, ws, params, X, y, net)
         serial(params, grads, s0, s1, s2, hyper, flags)
         return value
 
@@ -51,7 +50,11 @@ class MLP:
     activation : "relu", "leaky_relu" (slope 0.01), "tanh", "sigmoid" or "gelu" (erf form)
     init : initializer name or spec from ``fastopt.init`` for the weights (biases start at 0)
     dropout : float in [0, 1), inverted dropout after every hidden activation (training only)
-    batch_norm : must be False for now (batch normalisation is not implemented yet)
+    batch_norm : bool, Linear -> BatchNorm1d -> activation in every hidden layer (torch's
+        BatchNorm1d: eps 1e-5, momentum 0.1, batch statistics in training, running
+        statistics in evaluation, unbiased running variance). ``model.gammas[i]`` and
+        ``model.betas[i]`` live in ``params``; ``model.running_mean[i]`` and
+        ``model.running_var[i]`` are model state.
     seed : int, seeds the weights and the dropout masks
     dtype : "float32" or "float64"
     target : "cpu"
@@ -90,9 +93,7 @@ class MLP:
             raise ValueError("cross_entropy needs at least 2 output classes, got "
                              f"sizes[-1] = {sizes[-1]}")
         dropout = _checks.real("dropout", dropout, low=0.0, high=1.0, high_open=True)
-        if batch_norm:
-            raise NotImplementedError("batch_norm=True is not implemented yet; use "
-                                      "batch_norm=False")
+        batch_norm = _checks.flag("batch_norm", batch_norm)
         if target != "cpu":
             raise ValueError(f"target must be 'cpu' (the CUDA target is not available in "
                              f"this version), got {target!r}")
@@ -107,28 +108,60 @@ class MLP:
         self.activation = activation
         self.loss = loss
         self.dropout = dropout
-        self.batch_norm = False
+        self.batch_norm = batch_norm
+        self.bn_eps = 1e-5
+        self.bn_momentum = 0.1
         self.dtype = dtype
         self.target = target
         self.init = init
         self._sizes = np.array(sizes, dtype=np.int64)
         self._kind = K.ACTIVATIONS[activation]
-        n_params = sum(fi * fo + fo for fi, fo in zip(sizes[:-1], sizes[1:]))
-        self.params = np.zeros(n_params, dtype=dtype)
-        self.grads = np.zeros(n_params, dtype=dtype)
-        self.weights, self.biases, self.weight_grads, self.bias_grads = [], [], [], []
+
+        # layout of the flat buffer: per layer W, b (and gamma, beta for a hidden layer with
+        # batch norm); see fastopt.nn.kernels for the meaning of each column
+        layout = np.full((len(sizes) - 1, 5), -1, dtype=np.int64)
         w = 0
-        for fi, fo in zip(sizes[:-1], sizes[1:]):
-            for buf, ws, bs in ((self.params, self.weights, self.biases),
-                                (self.grads, self.weight_grads, self.bias_grads)):
-                ws.append(buf[w:w + fi * fo].reshape(fi, fo))
-                bs.append(buf[w + fi * fo:w + fi * fo + fo])
+        stat = 0
+        for layer, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layout[layer, 0], layout[layer, 1] = w, w + fi * fo
             w += fi * fo + fo
+            if batch_norm and layer < len(sizes) - 2:
+                layout[layer, 2:] = w, w + fo, stat
+                w += 2 * fo
+                stat += fo
+        self._layout = layout
+        self.params = np.zeros(w, dtype=dtype)
+        self.grads = np.zeros(w, dtype=dtype)
+
+        def views(buf, col, width):
+            return [buf[r[col]:r[col] + width(i)] for i, r in enumerate(layout) if r[col] >= 0]
+
+        fan = list(zip(sizes[:-1], sizes[1:]))
+        self.weights = [v.reshape(fi, fo) for v, (fi, fo) in
+                        zip(views(self.params, 0, lambda i: fan[i][0] * fan[i][1]), fan)]
+        self.weight_grads = [v.reshape(fi, fo) for v, (fi, fo) in
+                             zip(views(self.grads, 0, lambda i: fan[i][0] * fan[i][1]), fan)]
+        self.biases = views(self.params, 1, lambda i: fan[i][1])
+        self.bias_grads = views(self.grads, 1, lambda i: fan[i][1])
+        self.gammas = views(self.params, 2, lambda i: fan[i][1])
+        self.betas = views(self.params, 3, lambda i: fan[i][1])
+        self.gamma_grads = views(self.grads, 2, lambda i: fan[i][1])
+        self.beta_grads = views(self.grads, 3, lambda i: fan[i][1])
+        for g in self.gammas:
+            g[:] = 1
+        # running statistics (state, not parameters): [means | variances]
+        self._running = np.zeros(2 * stat, dtype=dtype)
+        self._running[stat:] = 1
+        self._stats = np.zeros(2 * stat, dtype=dtype)
+        widths = [fo for fi, fo in fan[:-1]] if batch_norm else []
+        bounds = np.cumsum([0] + widths)
+        self.running_mean = [self._running[s:e] for s, e in zip(bounds[:-1], bounds[1:])]
+        self.running_var = [self._running[stat + s:stat + e]
+                            for s, e in zip(bounds[:-1], bounds[1:])]
         self.rng = np.random.default_rng(seed)
         for W in self.weights:
             fill(W, self.rng)
         self._buffers = {}
-        self._empty = np.zeros(0, dtype=dtype)
 
     # -----------------------------------------------------------------------------------
     # input checks
@@ -178,17 +211,33 @@ class MLP:
     # buffers and masks
 
     def _workspace(self, n):
-        """(Z, A, D, M) flat buffers for a batch of n rows (reused across calls)."""
+        """(Z, A, D, M, XH, stats, running) flat buffers for a batch of n rows (reused)."""
         ws = self._buffers.get(n)
         if ws is None:
             size = n * sum(self.sizes[1:])
             m_size = size if self.dropout > 0 else 0
+            x_size = size if self.batch_norm else 0
             ws = (np.empty(size, self.dtype), np.empty(size, self.dtype),
-                  np.empty(size, self.dtype), np.empty(m_size, self.dtype))
+                  np.empty(size, self.dtype), np.empty(m_size, self.dtype),
+                  np.empty(x_size, self.dtype), self._stats, self._running)
             if len(self._buffers) > 8:
                 self._buffers.clear()
             self._buffers[n] = ws
         return ws
+
+    def _net(self, training, n):
+        """The kernels' description of the network for a batch of n rows."""
+        if not self.batch_norm:
+            bn = K.BN_OFF
+        elif training:
+            if n < 2:
+                raise ValueError("batch norm needs at least 2 rows per training batch (the "
+                                 "batch variance of one row is 0); use batch_size >= 2")
+            bn = K.BN_TRAIN
+        else:
+            bn = K.BN_EVAL
+        return (self._sizes, self._layout, self._kind, training and self.dropout > 0, bn,
+                self.bn_eps, self.bn_momentum)
 
     def _draw_masks(self, M, n):
         """Inverted-dropout masks for the hidden layers: 0 with probability p, else 1/(1-p)."""
@@ -202,8 +251,8 @@ class MLP:
     def forward(self, X):
         """Outputs (logits for cross_entropy) in evaluation mode: no dropout. A new array."""
         X = self._check_X(X)
-        Z, A, D, M = self._workspace(X.shape[0])
-        out = K.mlp_forward(Z, A, self._empty, self.params, X, self._sizes, self._kind, False)
+        n = X.shape[0]
+        out = K.mlp_forward(self._workspace(n), self.params, X, self._net(False, n))
         return out.copy()
 
     def loss_and_grad(self, X, y):
@@ -214,13 +263,11 @@ class MLP:
 
     def _loss_and_grad(self, X, y):
         n = X.shape[0]
-        Z, A, D, M = self._workspace(n)
-        use_mask = self.dropout > 0
-        if use_mask:
-            self._draw_masks(M, n)
-        return K.LOSS_AND_GRAD[self.loss](self.grads, Z, A, D, self.params, X, y,
-                                          M if use_mask else self._empty, self._sizes,
-                                          self._kind, use_mask)
+        net = self._net(True, n)
+        ws = self._workspace(n)
+        if self.dropout > 0:
+            self._draw_masks(ws[3], n)
+        return K.LOSS_AND_GRAD[self.loss](self.grads, ws, self.params, X, y, net)
 
     def evaluate(self, X, y, batch_size=4096):
         """(mean loss, accuracy) in evaluation mode; accuracy is NaN for the mse loss."""
@@ -230,9 +277,8 @@ class MLP:
         loss_fn = K.LOSSES[self.loss]
         for start in range(0, X.shape[0], batch_size):
             xb, yb = X[start:start + batch_size], y[start:start + batch_size]
-            Z, A, D, M = self._workspace(xb.shape[0])
-            out = K.mlp_forward(Z, A, self._empty, self.params, xb, self._sizes, self._kind,
-                                False)
+            nb = xb.shape[0]
+            out = K.mlp_forward(self._workspace(nb), self.params, xb, self._net(False, nb))
             total += loss_fn(out, out, yb, False) * xb.shape[0]
             if self.loss == "cross_entropy":
                 hits += K.correct_count(out, yb)
@@ -260,21 +306,22 @@ class MLP:
             loss = self._loss_and_grad(X, y)
             optimizer.step(self.grads)
             return loss
+        self._net(True, X.shape[0])  # checks the batch size before anything changes
         launches, gstates = optimizer._prepare()
         hyper, flags = optimizer._launch_args(launches, 0)
         s0, s1, s2 = optimizer._flat_state[0]
         n = X.shape[0]
-        Z, A, D, M = self._workspace(n)
-        use_mask = self.dropout > 0
-        if use_mask:
-            self._draw_masks(M, n)
+        net = self._net(True, n)
+        ws = self._workspace(n)
+        if self.dropout > 0:
+            self._draw_masks(ws[3], n)
         kernel = _train_step_kernel(self.loss, optimizer.rule.name)
-        loss = kernel(self.grads, Z, A, D, self.params, X, y, M if use_mask else self._empty,
-                      self._sizes, self._kind, use_mask, s0, s1, s2, hyper, flags)
+        loss = kernel(self.grads, ws, self.params, X, y, net, s0, s1, s2, hyper, flags)
         optimizer._commit(gstates)
         return loss
 
     def __repr__(self):
         extra = f", dropout={self.dropout}" if self.dropout else ""
+        extra += ", batch_norm=True" if self.batch_norm else ""
         return (f"MLP({list(self.sizes)}, activation={self.activation!r}, loss={self.loss!r}, "
                 f"dtype={self.dtype.name}{extra}; {self.params.size} parameters)")
