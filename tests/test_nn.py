@@ -65,23 +65,27 @@ def test_loss_and_gradients_match_torch_autograd(act, loss, rng):
         np.testing.assert_allclose(db, lin.bias.grad.numpy(), rtol=1e-10, atol=1e-13)
 
 
-@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
-@pytest.mark.parametrize("act", ACTS)
-def test_gradients_match_finite_differences(act, loss, rng):
-    model = nn.MLP([4, 5, 3], activation=act, loss=loss, dtype="float64", seed=5)
-    X, y = batch(rng, n=6, sizes=[4, 5, 3], loss=loss)
+def check_finite_differences(model, X, y, indices, h=1e-6):
+    """Central differences of the training loss against model.grads at params[indices]."""
     model.loss_and_grad(X, y)
     analytic = model.grads.copy()
-    h = 1e-6
-    for k in rng.choice(model.params.size, size=12, replace=False):
+    for k in indices:
         old = model.params[k]
         model.params[k] = old + h
         up = model.loss_and_grad(X, y)
         model.params[k] = old - h
         down = model.loss_and_grad(X, y)
         model.params[k] = old
-        numeric = (up - down) / (2 * h)
-        assert analytic[k] == pytest.approx(numeric, rel=1e-5, abs=1e-8), k
+        assert analytic[k] == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-8), k
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("act", ACTS)
+def test_gradients_match_finite_differences(act, loss, rng):
+    model = nn.MLP([4, 5, 3], activation=act, loss=loss, dtype="float64", seed=5)
+    X, y = batch(rng, n=6, sizes=[4, 5, 3], loss=loss)
+    check_finite_differences(model, X, y, rng.choice(model.params.size, size=12,
+                                                     replace=False))
 
 
 def test_dropout_is_inverted_and_matches_torch_with_the_same_mask(rng):
@@ -310,17 +314,7 @@ def test_batch_norm_matches_torch_batchnorm1d(act, loss, rng):
 def test_batch_norm_finite_differences(rng):
     model = nn.MLP([4, 5, 3], activation="tanh", batch_norm=True, dtype="float64", seed=5)
     X, y = batch(rng, n=6, sizes=[4, 5, 3])
-    model.loss_and_grad(X, y)
-    analytic = model.grads.copy()
-    h = 1e-6
-    for k in range(model.params.size):
-        old = model.params[k]
-        model.params[k] = old + h
-        up = model.loss_and_grad(X, y)
-        model.params[k] = old - h
-        down = model.loss_and_grad(X, y)
-        model.params[k] = old
-        assert analytic[k] == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-8), k
+    check_finite_differences(model, X, y, range(model.params.size))
 
 
 def test_batch_norm_train_step_bitwise_and_batch_of_one_rejected(rng):
