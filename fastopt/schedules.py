@@ -173,6 +173,14 @@ def _check_boundaries(name, boundaries):
     return result
 
 
+def _check_pieces(name, pieces, boundaries):
+    """One piece more than boundaries (PiecewiseConstantDecay values, join schedules)."""
+    if len(pieces) != len(boundaries) + 1:
+        raise ValueError(
+            f"len({name}) must be len(boundaries) + 1 = {len(boundaries) + 1}, "
+            f"got {len(pieces)} {name} for {len(boundaries)} boundaries")
+
+
 def _to_float(value, schedule, step):
     """Convert a sub-schedule's result to a Python float."""
     try:
@@ -365,11 +373,7 @@ class PiecewiseConstantDecay(Schedule):
         if not self.boundaries:
             raise ValueError("boundaries must contain at least one boundary, "
                              "got []")
-        if len(self.values) != len(self.boundaries) + 1:
-            raise ValueError(
-                "len(values) must be len(boundaries) + 1 = "
-                f"{len(self.boundaries) + 1}, got {len(self.values)} values "
-                f"for {len(self.boundaries)} boundaries")
+        _check_pieces("values", self.values, self.boundaries)
 
     def _value(self, step):
         return self.values[bisect.bisect_left(self.boundaries, step)]
@@ -696,11 +700,7 @@ class Join(Schedule):
         if not self.schedules:
             raise ValueError("schedules must contain at least one schedule, "
                              "got []")
-        if len(self.schedules) != len(self.boundaries) + 1:
-            raise ValueError(
-                "len(schedules) must be len(boundaries) + 1 = "
-                f"{len(self.boundaries) + 1}, got {len(self.schedules)} "
-                f"schedules for {len(self.boundaries)} boundaries")
+        _check_pieces("schedules", self.schedules, self.boundaries)
 
     def _value(self, step):
         i = bisect.bisect_right(self.boundaries, step)
