@@ -52,6 +52,8 @@ import numbers
 
 import numpy as np
 
+from . import _checks
+
 __all__ = ["DATASETS", "Dataset", "MissingExtraError", "load", "from_arrays", "clear_cache"]
 
 #: Names :func:`load` accepts.
@@ -269,7 +271,7 @@ def load(name, dtype="float32", flatten=True):
         raise ValueError(f"unknown data set {name!r}; valid names: {', '.join(DATASETS)} "
                          "(or build one from your own arrays with datasets.from_arrays(X, y))")
     dt = _dtype(dtype)
-    flatten = _flag("flatten", flatten)
+    flatten = _checks.flag("flatten", flatten)
     X_tr, y_tr, X_te, y_te = _load_arrays(key, dt)
     if flatten:
         X_tr = X_tr.reshape(len(X_tr), -1)
@@ -280,12 +282,6 @@ def load(name, dtype="float32", flatten=True):
 
 
 # -------------------------------------------------------------- from_arrays
-
-def _flag(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
 
 def _features(name, X):
     try:

@@ -78,6 +78,8 @@ import numbers
 
 import numpy as np
 
+from . import _checks
+
 __all__ = [
     "zeros",
     "normal",
@@ -124,18 +126,11 @@ def _check_rng(rng, *, optional=False):
 
 
 def _check_std(std):
-    if isinstance(std, bool) or not isinstance(std, numbers.Real):
-        raise TypeError(f"std must be a real number, got {std!r} ({type(std).__name__})")
-    std = float(std)
-    if not math.isfinite(std) or std < 0:
-        raise ValueError(f"std must be a finite number >= 0, got {std}")
-    return std
+    return _checks.real("std", std, low=0.0)
 
 
 def _check_truncated(truncated):
-    if not isinstance(truncated, (bool, np.bool_)):
-        raise TypeError(f"truncated must be True or False, got {truncated!r}")
-    return bool(truncated)
+    return _checks.flag("truncated", truncated)
 
 
 def compute_fans(shape):
