@@ -17,10 +17,10 @@ import math
 import time
 
 import numpy as np
-from numba import njit
 
 from . import _checks
 from .kernels import cpu
+from .kernels.jit import variant
 from .nn import kernels as K
 
 COLUMNS = ("step", "epoch", "wall_time", "train_loss", "test_loss", "test_accuracy", "lr")
@@ -188,33 +188,38 @@ def epoch_batches(n, batch_size, rng, drop_last=False, replacement=False):
 # the compiled chunk loop
 
 
+# bound per variant (fastopt.kernels.jit.variant)
+loss_and_grad = update = None
+
+
+def _run_chunk(losses, grads, ws, xb, yb, params, X, y, starts, index, net,
+               s0, s1, s2, hypers, flags):
+    """Steps k = 0..len(starts)-2: batch k is X[index[starts[k]:starts[k+1]]], updated
+    with the host scalars hypers[k], flags[k]. Returns the number of updates applied:
+    a non-finite loss stops the loop before its update (losses[k] holds it)."""
+    for k in range(starts.size - 1):
+        lo, hi = starts[k], starts[k + 1]
+        nb = hi - lo
+        xk = xb[:nb]
+        yk = yb[:nb]
+        for r in range(nb):
+            xk[r, :] = X[index[lo + r], :]
+            yk[r] = y[index[lo + r]]
+        value = loss_and_grad(grads, ws, params, xk, yk, net)
+        losses[k] = value
+        if not math.isfinite(value):
+            return k
+        update(params, grads, s0, s1, s2, hypers[k], flags[k])
+    return starts.size - 1
+
+
 @functools.cache
 def _chunk_kernel(loss, rule_name):
-    loss_and_grad = K.LOSS_AND_GRAD[loss]
-    serial, _ = cpu.update_kernels(rule_name)  # serial: see nn.mlp._train_step_kernel
-
-    def run_chunk(losses, grads, ws, xb, yb, params, X, y, starts, index, net,
-                  s0, s1, s2, hypers, flags):
-        """Steps k = 0..len(starts)-2: batch k is X[index[starts[k]:starts[k+1]]], updated
-        with the host scalars hypers[k], flags[k]. Returns the number of updates applied:
-        a non-finite loss stops the loop before its update (losses[k] holds it)."""
-        for k in range(starts.size - 1):
-            lo, hi = starts[k], starts[k + 1]
-            nb = hi - lo
-            xk = xb[:nb]
-            yk = yb[:nb]
-            for r in range(nb):
-                xk[r, :] = X[index[lo + r], :]
-                yk[r] = y[index[lo + r]]
-            value = loss_and_grad(grads, ws, params, xk, yk, net)
-            losses[k] = value
-            if not math.isfinite(value):
-                return k
-            serial(params, grads, s0, s1, s2, hypers[k], flags[k])
-        return starts.size - 1
-
-    run_chunk.__name__ = run_chunk.__qualname__ = f"run_chunk_{loss}_{rule_name}"
-    return njit(**K.JIT)(run_chunk)
+    """The compiled chunk loop for one loss and update rule (serial update: see
+    fastopt.nn.mlp._train_step_kernel)."""
+    return variant(_run_chunk, f"run_chunk_{loss}_{rule_name}",
+                   loss_and_grad=K.LOSS_AND_GRAD[loss],
+                   update=cpu.update_kernels(rule_name)[0])
 
 
 # ---------------------------------------------------------------------------------------

@@ -18,41 +18,40 @@ from numba import njit, prange
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from .. import config
+from .jit import variant
 from .rules import RULES
 
+# globals bound per variant (see fastopt.kernels.jit.variant); these defaults are never used
+scalar = None
+N_HYPER = N_FLAGS = 0
 
-def _make_update_loop(rule):
-    scalar = njit(inline="always", **config.CPU_JIT)(rule.scalar)
-    n_hyper = len(rule.hyper)
-    n_flags = len(rule.flags)
 
-    def update_loop(p, g, s0, s1, s2, hyper, flags):
-        h = to_fixed_tuple(hyper, n_hyper)
-        f = to_fixed_tuple(flags, n_flags)
-        for i in prange(p.size):
-            gi = g[i]
-            a0 = gi if s0 is None else s0[i]
-            a1 = gi if s1 is None else s1[i]
-            a2 = gi if s2 is None else s2[i]
-            pi, a0, a1, a2 = scalar(p[i], gi, a0, a1, a2, h, f)
-            p[i] = pi
-            if s0 is not None:
-                s0[i] = a0
-            if s1 is not None:
-                s1[i] = a1
-            if s2 is not None:
-                s2[i] = a2
-
-    update_loop.__name__ = update_loop.__qualname__ = f"{rule.name}_update"
-    return update_loop
+def _update_loop(p, g, s0, s1, s2, hyper, flags):
+    h = to_fixed_tuple(hyper, N_HYPER)
+    f = to_fixed_tuple(flags, N_FLAGS)
+    for i in prange(p.size):
+        gi = g[i]
+        a0 = gi if s0 is None else s0[i]
+        a1 = gi if s1 is None else s1[i]
+        a2 = gi if s2 is None else s2[i]
+        pi, a0, a1, a2 = scalar(p[i], gi, a0, a1, a2, h, f)
+        p[i] = pi
+        if s0 is not None:
+            s0[i] = a0
+        if s1 is not None:
+            s1[i] = a1
+        if s2 is not None:
+            s2[i] = a2
 
 
 @functools.cache
 def update_kernels(name):
     """(serial, parallel) compiled update loops for the rule ``name``."""
-    loop = _make_update_loop(RULES[name])
-    return (njit(parallel=False, **config.CPU_JIT)(loop),
-            njit(parallel=True, **config.CPU_JIT)(loop))
+    rule = RULES[name]
+    bind = dict(scalar=njit(inline="always", **config.CPU_JIT)(rule.scalar),
+                N_HYPER=len(rule.hyper), N_FLAGS=len(rule.flags))
+    return (variant(_update_loop, f"{name}_update_serial", **bind),
+            variant(_update_loop, f"{name}_update_parallel", parallel=True, **bind))
 
 
 def update(name, p, g, s0, s1, s2, hyper, flags):
@@ -99,7 +98,8 @@ def _clamp_loop(g, clip):
 def _pair(loop_name):
     loop = globals()[loop_name]
     options = config.REDUCTION_JIT if loop_name == "_sumsq_loop" else config.CPU_JIT
-    return (njit(parallel=False, **options)(loop), njit(parallel=True, **options)(loop))
+    return (variant(loop, f"{loop_name[1:]}_serial", options=options),
+            variant(loop, f"{loop_name[1:]}_parallel", parallel=True, options=options))
 
 
 def _pick(loop_name, n):

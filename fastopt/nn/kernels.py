@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from .. import config
+from ..kernels.jit import jit, variant
 
 IDENTITY, RELU, LEAKY_RELU, TANH, SIGMOID, GELU = range(6)
 ACTIVATIONS = {"relu": RELU, "leaky_relu": LEAKY_RELU, "tanh": TANH, "sigmoid": SIGMOID,
@@ -34,62 +35,137 @@ LEAKY_SLOPE = 0.01
 
 JIT = dict(config.CPU_JIT)
 
+# Every element-wise loop below is written once (an ``inline="always"`` helper taking the
+# activation ``kind``) and instantiated once per kind by an if-chain in the kernel that
+# calls it. After inlining, ``kind`` is a constant, so each loop body is branch-free and
+# vectorises (ReLU backward at 512 x 100: 7.7 us vs 377 us with ``kind`` tested per
+# element). Constants come in the array's dtype (``_consts``): a Python literal would turn
+# float32 arithmetic into float64.
+
 
 @njit(inline="always", **JIT)
-def act_forward(z, kind):
+def _consts(a):
+    """(0, 1, 1/2, leaky slope, 1/sqrt(2), 1/sqrt(2 pi)) in a's dtype."""
+    t = a.dtype.type
+    return (t(0), t(1), t(0.5), t(LEAKY_SLOPE), t(1 / math.sqrt(2.0)),
+            t(1 / math.sqrt(2 * math.pi)))
+
+
+@njit(inline="always", **JIT)
+def act_forward(z, kind, c):
+    zero, one, half, slope, rsqrt2, _ = c
     if kind == RELU:
-        return z if (z > 0 or z != z) else 0.0  # NaN propagates, like torch.relu
+        return z if not z <= zero else zero  # NaN propagates, like torch.relu
     if kind == LEAKY_RELU:
-        return z if z > 0 else z * LEAKY_SLOPE
+        return z if z > zero else z * slope
     if kind == TANH:
         return math.tanh(z)
     if kind == SIGMOID:
-        return 1 / (1 + math.exp(-z))
+        return one / (one + math.exp(-z))
     if kind == GELU:
-        return 0.5 * z * (1 + math.erf(z / math.sqrt(2.0)))
+        return half * z * (one + math.erf(z * rsqrt2))
     return z
 
 
 @njit(inline="always", **JIT)
-def act_derivative(z, kind):
-    """d act(z) / dz, from z alone."""
+def act_derivative(z, a, kind, c):
+    """d act(z) / dz; ``a`` = act(z) (used by tanh and sigmoid, whose derivative is cheap
+    from the activation)."""
+    zero, one, half, slope, rsqrt2, rsqrt2pi = c
     if kind == RELU:
-        return 1.0 if z > 0 else 0.0
+        return one if z > zero else zero
     if kind == LEAKY_RELU:
-        return 1.0 if z > 0 else LEAKY_SLOPE
+        return one if z > zero else slope
     if kind == TANH:
-        t = math.tanh(z)
-        return 1 - t * t
+        return one - a * a
     if kind == SIGMOID:
-        s = 1 / (1 + math.exp(-z))
-        return s * (1 - s)
+        return a * (one - a)
     if kind == GELU:
-        cdf = 0.5 * (1 + math.erf(z / math.sqrt(2.0)))
-        pdf = math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
-        return cdf + z * pdf
-    return 1.0
+        cdf = half * (one + math.erf(z * rsqrt2))
+        return cdf + z * (math.exp(-half * z * z) * rsqrt2pi)
+    return one
+
+
+@njit(inline="always", **JIT)
+def _forward_loop(z, a, mask, b, kind, use_mask, add_bias, c):
+    """z += b (if add_bias); a = act(z) (* mask)."""
+    n, f = z.shape
+    for i in range(n):
+        for j in range(f):
+            zij = z[i, j]
+            if add_bias:
+                zij = zij + b[j]
+                z[i, j] = zij
+            aij = act_forward(zij, kind, c)
+            if use_mask:
+                aij = aij * mask[i, j]
+            a[i, j] = aij
+
+
+@njit(inline="always", **JIT)
+def _backward_loop(dz, z, a, mask, kind, use_mask, c):
+    """dz (dLoss/da on entry) *= mask; *= act'(z)."""
+    n, f = dz.shape
+    for i in range(n):
+        for j in range(f):
+            d = dz[i, j]
+            zij = z[i, j]
+            if use_mask:
+                d = d * mask[i, j]
+                aij = act_forward(zij, kind, c)  # a holds act(z) * mask here
+            else:
+                aij = a[i, j]
+            dz[i, j] = d * act_derivative(zij, aij, kind, c)
+
+
+@jit
+def act_forward_pass(z, a, mask, b, kind, use_mask, add_bias):
+    """z += b (if add_bias); a = act(z) (* mask). One kind-specialised loop per kind."""
+    c = _consts(z)
+    if kind == RELU:
+        _forward_loop(z, a, mask, b, RELU, use_mask, add_bias, c)
+    elif kind == LEAKY_RELU:
+        _forward_loop(z, a, mask, b, LEAKY_RELU, use_mask, add_bias, c)
+    elif kind == TANH:
+        _forward_loop(z, a, mask, b, TANH, use_mask, add_bias, c)
+    elif kind == SIGMOID:
+        _forward_loop(z, a, mask, b, SIGMOID, use_mask, add_bias, c)
+    elif kind == GELU:
+        _forward_loop(z, a, mask, b, GELU, use_mask, add_bias, c)
+    else:
+        _forward_loop(z, a, mask, b, IDENTITY, use_mask, add_bias, c)
+
+
+@jit
+def act_backward(dz, z, a, mask, kind, use_mask):
+    """In place: dz holds dLoss/da on entry and dLoss/dz on return; a = act(z) (* mask)."""
+    c = _consts(dz)
+    if kind == RELU:
+        _backward_loop(dz, z, a, mask, RELU, use_mask, c)
+    elif kind == LEAKY_RELU:
+        _backward_loop(dz, z, a, mask, LEAKY_RELU, use_mask, c)
+    elif kind == TANH:
+        _backward_loop(dz, z, a, mask, TANH, use_mask, c)
+    elif kind == SIGMOID:
+        _backward_loop(dz, z, a, mask, SIGMOID, use_mask, c)
+    elif kind == GELU:
+        _backward_loop(dz, z, a, mask, GELU, use_mask, c)
+    else:
+        _backward_loop(dz, z, a, mask, IDENTITY, use_mask, c)
 
 
 # ---------------------------------------------------------------------------------------
 # layers
 
 
-@njit(**JIT)
+@jit
 def linear_act_forward(z, a, mask, inp, W, b, kind, use_mask):
     """z = inp @ W + b; a = act(z) (* mask). a may alias nothing else."""
     np.dot(inp, W, z)
-    n, fo = z.shape
-    for i in range(n):
-        for j in range(fo):
-            zij = z[i, j] + b[j]
-            z[i, j] = zij
-            aij = act_forward(zij, kind)
-            if use_mask:
-                aij = aij * mask[i, j]
-            a[i, j] = aij
+    act_forward_pass(z, a, mask, b, kind, use_mask, True)
 
 
-@njit(**JIT)
+@jit
 def linear_forward(z, inp, W, b):
     """z = inp @ W + b (the output layer: logits)."""
     np.dot(inp, W, z)
@@ -99,13 +175,12 @@ def linear_forward(z, inp, W, b):
             z[i, j] = z[i, j] + b[j]
 
 
-@njit(**JIT)
+@jit
 def linear_backward(dinp, dW, db, dz, inp, W, need_dinp):
     """dW = inp^T dz, db = column sums of dz, dinp = dz W^T (if needed)."""
     np.dot(inp.T, dz, dW)
     n, fo = dz.shape
-    for j in range(fo):
-        db[j] = 0
+    db[:] = 0
     for i in range(n):
         for j in range(fo):
             db[j] += dz[i, j]
@@ -113,23 +188,11 @@ def linear_backward(dinp, dW, db, dz, inp, W, need_dinp):
         np.dot(dz, W.T, dinp)
 
 
-@njit(**JIT)
-def act_backward(dz, z, mask, kind, use_mask):
-    """In place: dz holds dLoss/da on entry and dLoss/dz on return."""
-    n, f = dz.shape
-    for i in range(n):
-        for j in range(f):
-            d = dz[i, j]
-            if use_mask:
-                d = d * mask[i, j]
-            dz[i, j] = d * act_derivative(z[i, j], kind)
-
-
 # ---------------------------------------------------------------------------------------
 # losses (mean over the batch); accumulate in float64, gradients in the data dtype
 
 
-@njit(**JIT)
+@jit
 def softmax_xent_forward_backward(dlogits, logits, labels, need_grad):
     """Mean softmax cross-entropy of integer labels; dlogits = (softmax - onehot) / N."""
     n, c = logits.shape
@@ -151,7 +214,7 @@ def softmax_xent_forward_backward(dlogits, logits, labels, need_grad):
     return total * inv_n
 
 
-@njit(**JIT)
+@jit
 def mse_forward_backward(dout, out, targets, need_grad):
     """Mean squared error over all elements (torch's MSELoss); dout = 2 (out - t) / (N*C)."""
     n, c = out.shape
@@ -166,7 +229,7 @@ def mse_forward_backward(dout, out, targets, need_grad):
     return total * inv
 
 
-@njit(**JIT)
+@jit
 def correct_count(logits, labels):
     n, c = logits.shape
     hits = 0
@@ -185,66 +248,62 @@ def correct_count(logits, labels):
 BN_OFF, BN_TRAIN, BN_EVAL = 0, 1, 2
 
 
-@njit(**JIT)
+@jit
 def batchnorm_forward(z, xhat, mean, inv_std, run_mean, run_var, gamma, beta, mode, eps,
                       momentum):
     """In place: z -> u = gamma * xhat + beta, xhat = (z - mean) / sqrt(var + eps).
 
-    Training uses the batch statistics and updates the running ones; evaluation uses the
-    running statistics."""
+    Training uses the batch statistics (sums in float64, row by row so the loops run along
+    memory) and updates the running ones; evaluation uses the running statistics."""
     n, f = z.shape
-    for j in range(f):
-        if mode == BN_TRAIN:
-            s = 0.0
-            for i in range(n):
-                s += z[i, j]
-            mu = s / n
-            v = 0.0
-            for i in range(n):
-                d = z[i, j] - mu
-                v += d * d
-            istd = 1.0 / math.sqrt(v / n + eps)
-            mean[j] = mu
-            inv_std[j] = istd
-            run_mean[j] = (1 - momentum) * run_mean[j] + momentum * mu
-            run_var[j] = (1 - momentum) * run_var[j] + momentum * (v / (n - 1))
-        else:
-            mu = run_mean[j]
-            istd = 1.0 / math.sqrt(run_var[j] + eps)
+    if mode == BN_TRAIN:
+        s = np.zeros(f)
         for i in range(n):
-            xh = (z[i, j] - mu) * istd
-            if mode == BN_TRAIN:
+            for j in range(f):
+                s[j] += z[i, j]
+        mu = s / n
+        v = np.zeros(f)
+        for i in range(n):
+            for j in range(f):
+                d = z[i, j] - mu[j]
+                v[j] += d * d
+        for j in range(f):
+            mean[j] = mu[j]
+            inv_std[j] = 1.0 / math.sqrt(v[j] / n + eps)
+            run_mean[j] = (1 - momentum) * run_mean[j] + momentum * mu[j]
+            run_var[j] = (1 - momentum) * run_var[j] + momentum * (v[j] / (n - 1))
+        for i in range(n):
+            for j in range(f):
+                xh = (z[i, j] - mean[j]) * inv_std[j]
                 xhat[i, j] = xh
-            z[i, j] = gamma[j] * xh + beta[j]
+                z[i, j] = gamma[j] * xh + beta[j]
+    else:
+        istd = np.empty(f)
+        for j in range(f):
+            istd[j] = 1.0 / math.sqrt(run_var[j] + eps)
+        for i in range(n):
+            for j in range(f):
+                z[i, j] = gamma[j] * ((z[i, j] - run_mean[j]) * istd[j]) + beta[j]
 
 
-@njit(**JIT)
+@jit
 def batchnorm_backward(dz, dgamma, dbeta, xhat, inv_std, gamma):
     """In place: dz holds dLoss/du on entry and dLoss/dz on return."""
     n, f = dz.shape
-    for j in range(f):
-        sdu = 0.0
-        sdux = 0.0
-        for i in range(n):
-            sdu += dz[i, j]
-            sdux += dz[i, j] * xhat[i, j]
-        dgamma[j] = sdux
-        dbeta[j] = sdu
-        g = gamma[j] * inv_std[j] / n
-        for i in range(n):
-            dz[i, j] = g * (n * dz[i, j] - sdu - xhat[i, j] * sdux)
-
-
-@njit(**JIT)
-def activate(a, z, mask, kind, use_mask):
-    """a = act(z) (* mask)."""
-    n, f = z.shape
+    sdu = np.zeros(f)
+    sdux = np.zeros(f)
     for i in range(n):
         for j in range(f):
-            v = act_forward(z[i, j], kind)
-            if use_mask:
-                v = v * mask[i, j]
-            a[i, j] = v
+            sdu[j] += dz[i, j]
+            sdux[j] += dz[i, j] * xhat[i, j]
+    g = np.empty(f, dz.dtype)
+    for j in range(f):
+        dgamma[j] = sdux[j]
+        dbeta[j] = sdu[j]
+        g[j] = gamma[j] * inv_std[j] / n
+    for i in range(n):
+        for j in range(f):
+            dz[i, j] = g[j] * (n * dz[i, j] - sdu[j] - xhat[i, j] * sdux[j])
 
 
 # ---------------------------------------------------------------------------------------
@@ -259,7 +318,7 @@ def activate(a, z, mask, kind, use_mask):
 #     (each split at the total hidden width H)
 
 
-@njit(**JIT)
+@jit
 def mlp_forward(ws, params, X, net):
     """Forward pass of all layers; returns the logits view (the last layer's Z)."""
     Z, A, D, M, XH, stats, running = ws
@@ -293,13 +352,13 @@ def mlp_forward(ws, params, X, net):
                               running[hidden + s_off:hidden + s_off + fo],
                               params[g_off:g_off + fo], params[beta_off:beta_off + fo],
                               bn_mode, bn_eps, bn_momentum)
-            activate(a, z, mask, kind, use_mask)
+            act_forward_pass(z, a, mask, z[0], kind, use_mask, False)
         inp = a
         off += n * fo
     return Z[0:0].reshape((0, 0))  # unreachable for >= 1 layer
 
 
-@njit(**JIT)
+@jit
 def mlp_backward(grads, ws, params, X, net):
     """Backward pass; D's last-layer slot must hold dLoss/dlogits on entry."""
     Z, A, D, M, XH, stats, running = ws
@@ -324,7 +383,7 @@ def mlp_backward(grads, ws, params, X, net):
         linear_backward(dprev, dW, db, dz, inp, W, True)
         zprev = Z[prev_off:off].reshape((n, fi))
         mprev = M[prev_off:off].reshape((n, fi)) if use_mask else zprev
-        act_backward(dprev, zprev, mprev, kind, use_mask)
+        act_backward(dprev, zprev, inp, mprev, kind, use_mask)
         if bn_mode != BN_OFF:
             g_off, beta_off, s_off = (layout[layer - 1, 2], layout[layer - 1, 3],
                                       layout[layer - 1, 4])
@@ -335,19 +394,21 @@ def mlp_backward(grads, ws, params, X, net):
         off = prev_off
 
 
-def _make_loss_and_grad(loss_fn):
-    def loss_and_grad(grads, ws, params, X, y, net):
-        logits = mlp_forward(ws, params, X, net)
-        n, c = logits.shape
-        sizes = net[0]
-        start = n * (sizes[1:].sum() - c)  # buffers may be larger than this batch needs
-        dlogits = ws[2][start:start + n * c].reshape((n, c))
-        loss = loss_fn(dlogits, logits, y, True)
-        mlp_backward(grads, ws, params, X, net)
-        return loss
+loss_fn = None  # bound per variant (fastopt.kernels.jit.variant)
 
-    return njit(**JIT)(loss_and_grad)
+
+def _loss_and_grad(grads, ws, params, X, y, net):
+    """Training-mode loss of the batch; fills grads. Returns the loss."""
+    logits = mlp_forward(ws, params, X, net)
+    n, c = logits.shape
+    sizes = net[0]
+    start = n * (sizes[1:].sum() - c)  # buffers may be larger than this batch needs
+    dlogits = ws[2][start:start + n * c].reshape((n, c))
+    loss = loss_fn(dlogits, logits, y, True)
+    mlp_backward(grads, ws, params, X, net)
+    return loss
 
 
 LOSSES = {"cross_entropy": softmax_xent_forward_backward, "mse": mse_forward_backward}
-LOSS_AND_GRAD = {name: _make_loss_and_grad(fn) for name, fn in LOSSES.items()}
+LOSS_AND_GRAD = {name: variant(_loss_and_grad, f"loss_and_grad_{name}", loss_fn=fn)
+                 for name, fn in LOSSES.items()}

@@ -4,14 +4,23 @@ import functools
 import numbers
 
 import numpy as np
-from numba import njit
-
 from .. import _checks
 from .. import init as initializers
 from ..kernels import cpu
+from ..kernels.jit import variant
 from . import kernels as K
 
 LOSS_NAMES = tuple(K.LOSSES)
+
+
+# bound per variant (fastopt.kernels.jit.variant)
+loss_and_grad = update = None
+
+
+def _train_step(grads, ws, params, X, y, net, s0, s1, s2, hyper, flags):
+    value = loss_and_grad(grads, ws, params, X, y, net)
+    update(params, grads, s0, s1, s2, hyper, flags)
+    return value
 
 
 @functools.cache
@@ -23,16 +32,9 @@ def _train_step_kernel(loss, rule_name):
     milliseconds while both pools spin (measured on 2 cores: 8.4 ms per step at batch 32
     with the prange update vs 0.45 ms serial; see benchmarks/README.md).
     """
-    loss_and_grad = K.LOSS_AND_GRAD[loss]
-    serial, _ = cpu.update_kernels(rule_name)
-
-    def train_step(grads, ws, params, X, y, net, s0, s1, s2, hyper, flags):
-        value = loss_and_grad(grads, ws, params, X, y, net)
-        serial(params, grads, s0, s1, s2, hyper, flags)
-        return value
-
-    train_step.__name__ = train_step.__qualname__ = f"train_step_{loss}_{rule_name}"
-    return njit(**K.JIT)(train_step)
+    return variant(_train_step, f"train_step_{loss}_{rule_name}",
+                   loss_and_grad=K.LOSS_AND_GRAD[loss],
+                   update=cpu.update_kernels(rule_name)[0])
 
 
 class MLP:
