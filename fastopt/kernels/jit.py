@@ -10,8 +10,9 @@ for generated kernels, and this module handles both:
   globals bind the names it calls (a scalar rule, a loss, an update loop) and whose
   qualified name is unique, so each variant has its own cache entry.
 * The cache of a kernel is invalidated only when its own file changes, not when an
-  inlined function from another file does. Every variant's name carries a hash of the
-  kernel sources (``source_tag``), so editing any of them compiles afresh.
+  inlined function from another file does. Every kernel's name carries a hash of the
+  kernel sources and of the BLAS choice (``source_tag``), so editing any of them, or
+  switching BLAS, compiles afresh.
 
 If no cache location is writable, kernels compile on every run instead (a warning says
 so); nothing fails.
@@ -29,23 +30,28 @@ from .. import config
 
 # the files whose code ends up inside compiled kernels
 _SOURCES = ("config.py", "kernels/rules.py", "kernels/cpu.py", "kernels/jit.py",
-            "nn/kernels.py", "nn/mlp.py", "train.py")
+            "kernels/blas.py", "nn/kernels.py", "nn/mlp.py", "train.py")
 
 
 @functools.cache
 def source_tag():
-    """A short hash of the kernel sources (changes whenever any of them is edited)."""
+    """A short hash of the kernel sources and the BLAS choice."""
+    from . import blas
+
     root = pathlib.Path(__file__).resolve().parent.parent
-    digest = hashlib.sha1()
+    digest = hashlib.sha1(blas.CHOICE.encode())
     for rel in _SOURCES:
         digest.update((root / rel).read_bytes())
     return digest.hexdigest()[:10]
 
 
 def jit(fn=None, *, parallel=False, options=None):
-    """``njit`` with the project's options and the on-disk cache (decorator or call)."""
+    """``njit`` with the project's options and the on-disk cache (decorator or call); the
+    compiled function's name carries ``source_tag()``."""
     if fn is None:
         return functools.partial(jit, parallel=parallel, options=options)
+    if not fn.__qualname__.endswith(source_tag()):
+        fn = _renamed(fn, fn.__globals__, fn.__name__)
     opts = dict(config.CPU_JIT if options is None else options, parallel=parallel)
     try:
         return njit(cache=True, **opts)(fn)
@@ -63,8 +69,13 @@ def variant(fn, name, *, parallel=False, options=None, **bindings):
     ``name`` must be unique among the variants of ``fn``: it names the cache entry."""
     env = dict(fn.__globals__)
     env.update(bindings)
+    return jit(_renamed(fn, env, name), parallel=parallel, options=options)
+
+
+def _renamed(fn, env, name):
+    """A copy of fn with globals env, cached under the name ``<name>_<source_tag>``."""
     copy = types.FunctionType(fn.__code__, env, name, fn.__defaults__, fn.__closure__)
     copy.__qualname__ = f"{name}_{source_tag()}"
     copy.__module__ = fn.__module__
     copy.__doc__ = fn.__doc__
-    return jit(copy, parallel=parallel, options=options)
+    return copy

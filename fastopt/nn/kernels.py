@@ -15,8 +15,8 @@ Buffers (all flat, one allocation each, views cut inside the kernels):
     Z slot then holds the batch-normalised value u = gamma * xhat + beta.
 
 Argument order of every kernel: outputs, inputs, parameters, sizes. Parameter gradients
-are overwritten (one loss_and_grad call per step). Matrix products go through BLAS
-(``np.dot`` with ``out=``); bias, activation and its derivative are fused into the loops
+are overwritten (one loss_and_grad call per step). Matrix products go through numpy's
+BLAS (``fastopt.kernels.blas.gemm``); bias, activation and its derivative are fused into the loops
 around them. Activation derivatives are computed from Z, so dropout masks never enter them.
 """
 
@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from .. import config
+from ..kernels.blas import gemm
 from ..kernels.jit import jit, variant
 
 IDENTITY, RELU, LEAKY_RELU, TANH, SIGMOID, GELU = range(6)
@@ -161,14 +162,14 @@ def act_backward(dz, z, a, mask, kind, use_mask):
 @jit
 def linear_act_forward(z, a, mask, inp, W, b, kind, use_mask):
     """z = inp @ W + b; a = act(z) (* mask). a may alias nothing else."""
-    np.dot(inp, W, z)
+    gemm(z, inp, W, False, False)
     act_forward_pass(z, a, mask, b, kind, use_mask, True)
 
 
 @jit
 def linear_forward(z, inp, W, b):
     """z = inp @ W + b (the output layer: logits)."""
-    np.dot(inp, W, z)
+    gemm(z, inp, W, False, False)
     n, fo = z.shape
     for i in range(n):
         for j in range(fo):
@@ -178,14 +179,14 @@ def linear_forward(z, inp, W, b):
 @jit
 def linear_backward(dinp, dW, db, dz, inp, W, need_dinp):
     """dW = inp^T dz, db = column sums of dz, dinp = dz W^T (if needed)."""
-    np.dot(inp.T, dz, dW)
+    gemm(dW, inp, dz, True, False)
     n, fo = dz.shape
     db[:] = 0
     for i in range(n):
         for j in range(fo):
             db[j] += dz[i, j]
     if need_dinp:
-        np.dot(dz, W.T, dinp)
+        gemm(dinp, dz, W, False, True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -227,6 +228,33 @@ def mse_forward_backward(dout, out, targets, need_grad):
             if need_grad:
                 dout[i, j] = 2 * r * inv
     return total * inv
+
+
+@jit
+def finite(X):
+    """True if no element of the 2-D array X is NaN or inf (one vectorised pass)."""
+    n, f = X.shape
+    ok = True
+    for i in range(n):
+        for j in range(f):
+            v = X[i, j]
+            ok &= (v - v) == 0  # NaN for NaN and +-inf
+    return ok
+
+
+@jit
+def labels_ok(y, classes):
+    """True if every integer label is in [0, classes)."""
+    ok = True
+    for i in range(y.size):
+        ok &= (y[i] >= 0) & (y[i] < classes)
+    return ok
+
+
+@jit
+def targets_ok(y, classes):
+    """True if every float target is finite (classes is unused: same call as labels_ok)."""
+    return finite(y)
 
 
 @jit
@@ -410,5 +438,6 @@ def _loss_and_grad(grads, ws, params, X, y, net):
 
 
 LOSSES = {"cross_entropy": softmax_xent_forward_backward, "mse": mse_forward_backward}
+Y_OK = {"cross_entropy": labels_ok, "mse": targets_ok}
 LOSS_AND_GRAD = {name: variant(_loss_and_grad, f"loss_and_grad_{name}", loss_fn=fn)
                  for name, fn in LOSSES.items()}

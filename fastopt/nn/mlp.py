@@ -14,13 +14,19 @@ LOSS_NAMES = tuple(K.LOSSES)
 
 
 # bound per variant (fastopt.kernels.jit.variant)
-loss_and_grad = update = None
+loss_and_grad = update = y_ok = None
 
 
 def _train_step(grads, ws, params, X, y, net, s0, s1, s2, hyper, flags):
+    """(status, loss): status 0 after a step; 1 (NaN/inf in X) or 2 (bad y) before
+    anything changed."""
+    if not K.finite(X):
+        return 1, 0.0
+    if not y_ok(y, net[0][-1]):
+        return 2, 0.0
     value = loss_and_grad(grads, ws, params, X, y, net)
     update(params, grads, s0, s1, s2, hyper, flags)
-    return value
+    return 0, value
 
 
 @functools.cache
@@ -33,7 +39,7 @@ def _train_step_kernel(loss, rule_name):
     with the prange update vs 0.45 ms serial; see benchmarks/README.md).
     """
     return variant(_train_step, f"train_step_{loss}_{rule_name}",
-                   loss_and_grad=K.LOSS_AND_GRAD[loss],
+                   loss_and_grad=K.LOSS_AND_GRAD[loss], y_ok=K.Y_OK[loss],
                    update=cpu.update_kernels(rule_name)[0])
 
 
@@ -168,7 +174,14 @@ class MLP:
     # -----------------------------------------------------------------------------------
     # input checks
 
-    def _check_X(self, X, name="X"):
+    def _check_X(self, X, name="X", values=True):
+        """X as a C-contiguous array of the model dtype; ``values=False`` leaves the NaN/inf
+        check to the caller (train_step does it inside its kernel)."""
+        if (type(X) is np.ndarray and X.dtype == self.dtype and X.ndim == 2
+                and X.shape[1] == self.sizes[0] and X.shape[0] and X.flags.c_contiguous):
+            if values:
+                self._check_finite(X, name)
+            return X  # fast path: nothing to convert
         if not isinstance(X, np.ndarray):
             raise TypeError(f"{name} must be a numpy.ndarray, got {type(X).__name__}")
         if X.ndim != 2 or X.shape[1] != self.sizes[0]:
@@ -178,16 +191,26 @@ class MLP:
         if X.shape[0] == 0:
             raise ValueError(f"{name} has no rows")
         X = np.ascontiguousarray(X, dtype=self.dtype)
+        if values:
+            self._check_finite(X, name)
+        return X
+
+    @staticmethod
+    def _check_finite(X, name):
         if not np.isfinite(X).all():
             bad = np.argwhere(~np.isfinite(X))[0]
             raise ValueError(f"{name} contains NaN or inf (first at row {bad[0]}, column "
                              f"{bad[1]}); clean the data before training")
-        return X
 
-    def _check_y(self, y, n, name="y"):
+    def _check_y(self, y, n, name="y", values=True):
+        """y as labels (int64) or targets (model dtype); ``values=False`` leaves the range
+        and NaN/inf checks to the caller (train_step does them inside its kernel)."""
         if not isinstance(y, np.ndarray):
             y = np.asarray(y)
         if self.loss == "cross_entropy":
+            if (y.dtype == np.int64 and y.shape == (n,) and y.flags.c_contiguous
+                    and not values):
+                return y  # fast path
             if y.shape != (n,):
                 raise ValueError(f"{name} must have shape ({n},) to match X, got {y.shape}")
             if y.dtype.kind not in "iu":
@@ -197,7 +220,7 @@ class MLP:
                     raise TypeError(f"{name} must hold integer class labels, got dtype "
                                     f"{y.dtype}")
             y = np.ascontiguousarray(y, dtype=np.int64)
-            if n and (y.min() < 0 or y.max() >= self.sizes[-1]):
+            if values and n and (y.min() < 0 or y.max() >= self.sizes[-1]):
                 raise ValueError(f"{name} has labels outside [0, {self.sizes[-1]}): min "
                                  f"{y.min()}, max {y.max()}")
             return y
@@ -205,7 +228,7 @@ class MLP:
         if y.shape != shape:
             raise ValueError(f"{name} must have shape {shape} for the mse loss, got {y.shape}")
         y = np.ascontiguousarray(y, dtype=self.dtype)
-        if not np.isfinite(y).all():
+        if values and not np.isfinite(y).all():
             raise ValueError(f"{name} contains NaN or inf")
         return y
 
@@ -301,13 +324,15 @@ class MLP:
         by ``optimizer.step(model.grads)`` (two calls, same numbers).
         """
         self._check_optimizer(optimizer)
-        X = self._check_X(X)
-        y = self._check_y(y, X.shape[0])
         optimizer._refresh_if_edited()
         if optimizer.skip_nonfinite or optimizer.max_grad_norm is not None:
+            X = self._check_X(X)
+            y = self._check_y(y, X.shape[0])
             loss = self._loss_and_grad(X, y)
             optimizer.step(self.grads)
             return loss
+        X = self._check_X(X, values=False)  # values are checked inside the kernel
+        y = self._check_y(y, X.shape[0], values=False)
         self._net(True, X.shape[0])  # checks the batch size before anything changes
         launches, gstates = optimizer._prepare()
         hyper, flags = optimizer._launch_args(launches, 0)
@@ -318,7 +343,13 @@ class MLP:
         if self.dropout > 0:
             self._draw_masks(ws[3], n)
         kernel = _train_step_kernel(self.loss, optimizer.rule.name)
-        loss = kernel(self.grads, ws, self.params, X, y, net, s0, s1, s2, hyper, flags)
+        status, loss = kernel(self.grads, ws, self.params, X, y, net, s0, s1, s2, hyper,
+                              flags)
+        if status:  # nothing changed; the full checks say what is wrong
+            self._check_X(X)
+            self._check_y(y, X.shape[0])
+            raise AssertionError(f"train_step kernel rejected the batch (status {status}) "
+                                 "but the input checks passed")
         optimizer._commit(gstates)
         return loss
 
