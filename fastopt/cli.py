@@ -104,6 +104,12 @@ def build_parser():
     cross.add_argument("--rounds", type=int, default=9)
     cross.add_argument("--no-progress", action="store_true")
     cross.set_defaults(func=_cmd_bench_crossover)
+
+    # experiments (each module defines its options and its run function)
+    from .experiments import paths, weight_init
+
+    paths.add_parser(sub)
+    weight_init.add_parser(sub)
     return parser
 
 
@@ -112,11 +118,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if getattr(args, "rounds", 1) < 1:
         parser.error("--rounds must be >= 1")
+    args._argv = list(sys.argv[1:] if argv is None else argv)  # for settings.json
     try:
         args.func(args)
     except (ValueError, TypeError) as exc:
         print(f"fastopt: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        from . import runs
+
+        print(f"fastopt: {runs.interrupted(getattr(args, '_out_dir', None))}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -1,0 +1,259 @@
+"""What every experiment command shares: its output folder, the record of its settings,
+figures, progress bars and the common command-line options.
+
+A run writes everything into one folder (``--out DIR``, by default a new timestamped folder
+under ``runs/``) next to ``settings.json``, a machine-readable record of the exact settings
+(command, every argument, versions, date, command line) from which the run can be repeated.
+The record is written before the work starts and marked complete at the end, so an
+interrupted run says so.
+
+    out = runs.make_out_dir(args.out, "paths")          # refuses an existing *file*
+    runs.write_settings(out, "paths", vars(args), argv)
+    ...
+    runs.save_figure(fig, out, "paths", svg=args.svg)   # paths.png (+ paths.svg)
+    runs.update_settings(out, status="complete")
+
+Nothing here imports matplotlib or numba at module level.
+"""
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+RUNS_ROOT = "runs"
+SETTINGS_FILE = "settings.json"
+TARGETS = ("cpu", "cuda")
+
+
+# ---------------------------------------------------------------------------------------
+# command-line options shared by the experiment commands
+
+
+def add_common_arguments(parser, command, seed_help=None):
+    """--out, --seed, --target, --svg and --no-progress, with the same meaning everywhere."""
+    common = parser.add_argument_group("output and run options")
+    common.add_argument("--out", metavar="DIR", default=None,
+                        help=f"folder for the results (created if missing; default: a new "
+                             f"folder {RUNS_ROOT}/{command}-YYYYMMDD-HHMMSS)")
+    common.add_argument("--seed", type=int, default=0,
+                        help=seed_help or "seed of every random draw (default 0); the same "
+                                          "seed gives the same results")
+    common.add_argument("--target", default="cpu", metavar="{cpu,cuda}",
+                        help="where the kernels run (default cpu; cuda is not available in "
+                             "this version)")
+    common.add_argument("--svg", action="store_true",
+                        help="also write each figure as SVG next to the PNG")
+    common.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (they are off anyway when stdout is not a "
+                             "terminal)")
+
+
+def check_common_arguments(args):
+    """Checks of the shared options; raises ValueError naming the option."""
+    check_target(args.target)
+    check_count("--seed", args.seed, low=0)
+    check_out(args.out)
+
+
+def check_target(target):
+    if target not in TARGETS:
+        raise ValueError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
+    if target == "cuda":
+        raise ValueError("--target cuda: the CUDA target is not available in this version "
+                         "of fastopt; use --target cpu")
+    return target
+
+
+def check_count(option, value, low=1):
+    """An integer option >= ``low``; ValueError naming the option otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        what = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ValueError(f"{option} must be {what}, got {value!r}")
+    return value
+
+
+def check_positive(option, value):
+    """A finite real number > 0; ValueError naming the option otherwise."""
+    if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+        raise ValueError(f"{option} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def split_list(option, text, choices=None):
+    """A comma-separated list option; with ``choices``, unknown names list the valid ones."""
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise ValueError(f"{option} needs at least one name, got {text!r}")
+    if choices is not None:
+        for item in items:
+            if item not in choices:
+                raise ValueError(f"{option}: unknown name {item!r}; valid: "
+                                 + ", ".join(choices))
+    if len(set(items)) != len(items):
+        raise ValueError(f"{option} lists a name twice: {text!r}")
+    return items
+
+
+def progress_enabled(no_progress):
+    """Progress bars are shown only on a terminal, and never with --no-progress."""
+    return not no_progress and sys.stdout.isatty()
+
+
+# ---------------------------------------------------------------------------------------
+# the output folder and the settings record
+
+
+def check_out(out):
+    """Refuse an --out that cannot be a folder (an existing file, or a file on the way)."""
+    if out is None:
+        return None
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {out} is an existing file; give a folder (it is created if "
+                         "missing)")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"--out {out}: {parent} is a file, so the folder cannot be "
+                             "created there")
+    return path
+
+
+def make_out_dir(out, prefix, now=None):
+    """Create and return the output folder.
+
+    ``out`` None picks ``runs/<prefix>-YYYYMMDD-HHMMSS`` (with ``-2``, ``-3``, ... appended if
+    that exists). An existing folder is reused (files of the same name are overwritten);
+    an existing file raises ValueError before anything is created.
+    """
+    if out is not None:
+        path = check_out(out)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
+        return path
+    stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    base = Path(RUNS_ROOT) / f"{prefix}-{stamp}"
+    path, n = base, 1
+    while True:
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            return path
+        except FileExistsError:
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+
+
+def interrupted(out_dir):
+    """After Ctrl-C: mark the run's settings.json as interrupted; returns the message."""
+    if out_dir is None:
+        return "interrupted"
+    try:
+        update_settings(out_dir, status="interrupted")
+    except (OSError, ValueError):
+        pass  # no record yet (or unreadable): the message still says where the files are
+    return f"interrupted; what was written so far is in {out_dir}"
+
+
+def versions():
+    """Versions of fastopt and the libraries that decide its numbers (without importing numba)."""
+    from . import __version__
+
+    found = {"fastopt": __version__, "python": platform.python_version()}
+    for dist in ("numpy", "numba", "llvmlite", "matplotlib"):
+        try:
+            found[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            found[dist] = None
+    return found
+
+
+def _jsonable(value):
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    return repr(value)
+
+
+def write_settings(out_dir, command, arguments, argv=None, resolved=None):
+    """Write ``settings.json`` in ``out_dir`` and return its path.
+
+    ``arguments``: every argument value (a dict such as ``vars(args)``; callables and names
+    starting with ``_`` are left out). ``argv``: the command's arguments (default
+    ``sys.argv[1:]``), recorded as a list and as a shell command line. ``resolved``:
+    settings the command derived from the arguments (learning rates picked per function,
+    start points ...), so the record is complete without reading the code.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    record = {
+        "command": command,
+        "arguments": {k: v for k, v in arguments.items()
+                      if not k.startswith("_") and not callable(v)},
+        "out_dir": str(out_dir),
+        "command_line": shlex.join(["fastopt", *argv]),
+        "argv": argv,
+        "cwd": os.getcwd(),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "versions": versions(),
+        "platform": platform.platform(),
+        "status": "running",
+    }
+    if resolved is not None:
+        record["resolved"] = resolved
+    path = Path(out_dir) / SETTINGS_FILE
+    _dump(record, path)
+    return path
+
+
+def update_settings(out_dir, **fields):
+    """Add or replace top-level fields of ``settings.json`` (e.g. ``status="complete"``)."""
+    path = Path(out_dir) / SETTINGS_FILE
+    record = json.loads(path.read_text())
+    record.update(fields)
+    _dump(record, path)
+    return path
+
+
+def _dump(record, path):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
+    os.replace(tmp, path)  # never a half-written record, even when interrupted
+
+
+# ---------------------------------------------------------------------------------------
+# figures
+
+
+def use_agg():
+    """Select matplotlib's non-interactive Agg backend, unless pyplot is already in use.
+
+    The commands draw on ``matplotlib.figure.Figure`` objects and never need pyplot; if a
+    caller (a notebook) has pyplot open, its backend is left alone.
+    """
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
+
+
+def save_figure(fig, out_dir, name, svg=False, dpi=150):
+    """Write ``fig`` as ``<name>.png`` (and ``<name>.svg`` if ``svg``); returns the paths."""
+    paths = [Path(out_dir) / f"{name}.png"]
+    if svg:
+        paths.append(Path(out_dir) / f"{name}.svg")
+    for path in paths:
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return paths
+
+
+def wrote(path, what):
+    """Tell the user where a result went."""
+    print(f"wrote {path}: {what}", flush=True)

@@ -1,0 +1,87 @@
+"""fastopt.runs: output folders, settings.json, figures; the experiment modules stay light."""
+
+import datetime
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fastopt import runs
+
+
+def test_default_out_dir_is_timestamped_and_never_reused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    now = datetime.datetime(2026, 11, 23, 16, 15, 0)
+    first = runs.make_out_dir(None, "paths", now=now)
+    second = runs.make_out_dir(None, "paths", now=now)
+    assert first.as_posix() == "runs/paths-20261123-161500"
+    assert second.as_posix() == "runs/paths-20261123-161500-2"
+    assert first.is_dir() and second.is_dir()
+
+
+def test_out_dir_is_created_or_reused_but_never_a_file(tmp_path):
+    out = runs.make_out_dir(tmp_path / "a" / "b", "x")
+    assert out.is_dir()
+    assert runs.make_out_dir(out, "x") == out  # an existing folder is fine
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ValueError, match="--out .* is an existing file"):
+        runs.make_out_dir(tmp_path / "f", "x")
+    with pytest.raises(ValueError, match="--out .* is a file"):
+        runs.make_out_dir(tmp_path / "f" / "sub", "x")
+
+
+def test_settings_record_and_update(tmp_path):
+    path = runs.write_settings(tmp_path, "demo", {"steps": 3, "out": tmp_path, "func": print,
+                                                  "_argv": ["x"]},
+                               argv=["demo", "--steps", "3", "--out", "my dir"],
+                               resolved={"lr": 0.1})
+    record = json.loads(path.read_text())
+    assert record["command"] == "demo"
+    assert record["arguments"] == {"steps": 3, "out": str(tmp_path)}
+    assert record["command_line"] == "fastopt demo --steps 3 --out 'my dir'"
+    assert record["resolved"] == {"lr": 0.1} and record["status"] == "running"
+    assert {"fastopt", "numpy", "numba", "python"} <= set(record["versions"])
+    assert datetime.datetime.fromisoformat(record["date"])
+    runs.update_settings(tmp_path, status="complete")
+    assert json.loads(path.read_text())["status"] == "complete"
+
+
+def test_save_figure_png_and_svg(tmp_path):
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    fig.subplots().plot([0, 1], [1, 0])
+    assert runs.save_figure(fig, tmp_path, "a") == [tmp_path / "a.png"]
+    written = runs.save_figure(fig, tmp_path, "b", svg=True)
+    assert written == [tmp_path / "b.png", tmp_path / "b.svg"]
+    assert all(p.stat().st_size > 0 for p in written)
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_target_seed_and_counts():
+    with pytest.raises(ValueError, match="CUDA target is not available.*--target cpu"):
+        runs.check_target("cuda")
+    with pytest.raises(ValueError, match="--steps must be a positive integer"):
+        runs.check_count("--steps", 0)
+    assert runs.check_count("--seed", 0, low=0) == 0
+    with pytest.raises(ValueError, match="--seed must be an integer >= 0"):
+        runs.check_count("--seed", -1, low=0)
+    with pytest.raises(ValueError, match="--x: unknown name 'c'; valid: a, b"):
+        runs.split_list("--x", "a,c", choices=["a", "b"])
+
+
+def test_progress_is_off_without_a_terminal(monkeypatch):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    assert runs.progress_enabled(False) and not runs.progress_enabled(True)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False, raising=False)
+    assert not runs.progress_enabled(False)
+
+
+def test_command_modules_load_neither_numba_nor_matplotlib():
+    code = ("import sys, fastopt, fastopt.runs, fastopt.cli, fastopt.experiments.paths, "
+            "fastopt.experiments.weight_init; fastopt.cli.build_parser(); "
+            "print('numba' in sys.modules, 'matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "False"]
