@@ -2,6 +2,9 @@
 
 ``python -m fastopt bench update``     every optimizer x N, fastopt vs NumPy vs torch.optim
 ``python -m fastopt bench crossover``  serial vs prange kernels: where threads start to pay
+``python -m fastopt bench mlp``        MLP train_step vs PyTorch and numpy's GEMMs
+``python -m fastopt bench coldstart``  import and first train_step in a new process, with an
+                                       empty and with a warm Numba cache
 
 Timings are interleaved (each round times every implementation once, in turn) and the
 median over rounds is reported, so a noisy neighbour hurts all columns alike. Effective
@@ -297,3 +300,51 @@ def _interleaved_mlp(fns, rounds, target_seconds=0.05, settle=0.3):
             time.sleep(settle)
             samples[k].append(_time_block(fn, reps[k]))
     return {k: statistics.median(v) for k, v in samples.items()}
+
+
+# ---------------------------------------------------------------------------------------
+# cold start: a new process, empty vs warm Numba cache
+
+_COLD_CHILD = """
+import time
+t0 = time.perf_counter()
+import numpy as np
+import fastopt
+from fastopt import nn, optim
+t1 = time.perf_counter()
+rng = np.random.default_rng(0)
+X = rng.random(({batch}, {n_in}), dtype=np.float32)
+y = rng.integers(0, {n_out}, {batch})
+model = nn.MLP({sizes!r}, seed=0)
+opt = optim.{optimizer}(model.params, lr=1e-3)
+t2 = time.perf_counter()
+model.train_step(X, y, opt)
+t3 = time.perf_counter()
+print(t1 - t0, t3 - t2)
+"""
+
+
+def bench_coldstart(sizes=SEEDS_NETWORK, batch=128, optimizer="Adam", warm_runs=3,
+                    cache_dir=None):
+    """Rows: cache ("empty"/"warm"), import seconds, first train_step seconds, total.
+
+    Each row is a new Python process. The empty-cache run compiles every kernel the step
+    needs (the cold compile time); the warm runs load them from the cache it left."""
+    import subprocess
+    import sys
+    import tempfile
+
+    code = _COLD_CHILD.format(batch=batch, n_in=sizes[0], n_out=sizes[-1],
+                              sizes=tuple(sizes), optimizer=optimizer)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir or tmp)
+        for k in range(1 + warm_runs):
+            t0 = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                 capture_output=True, text=True).stdout.split()
+            total = time.perf_counter() - t0
+            imp, step = float(out[0]), float(out[1])
+            rows.append(dict(cache="empty" if k == 0 else "warm", import_s=imp,
+                             first_step_s=step, process_s=total))
+    return rows

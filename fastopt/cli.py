@@ -68,6 +68,17 @@ def _cmd_bench_mlp(args):
         print(f"wrote {args.csv}")
 
 
+def _cmd_bench_coldstart(args):
+    from . import bench
+
+    rows = bench.bench_coldstart(batch=args.batch, warm_runs=args.warm_runs)
+    print(f"network {'-'.join(map(str, bench.SEEDS_NETWORK))}, float32, Adam, batch "
+          f"{args.batch}: each row is a new process")
+    print(bench.format_table(rows, ["cache", "import_s", "first_step_s", "process_s"],
+                             ["Numba cache", "import fastopt.nn s", "first train_step s",
+                              "whole process s"]))
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="fastopt", description="Fused Numba optimizer kernels: benchmarks and experiments.")
@@ -96,6 +107,12 @@ def build_parser():
     mlp.add_argument("--csv", default=None)
     mlp.add_argument("--no-progress", action="store_true")
     mlp.set_defaults(func=_cmd_bench_mlp)
+
+    cold = bsub.add_parser("coldstart", help="first train_step in a new process: empty vs "
+                                             "warm Numba cache")
+    cold.add_argument("--batch", type=int, default=128)
+    cold.add_argument("--warm-runs", type=int, default=3)
+    cold.set_defaults(func=_cmd_bench_coldstart)
 
     cross = bsub.add_parser("crossover",
                             help="serial vs prange kernel: measure the parallel threshold")

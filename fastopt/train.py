@@ -214,11 +214,11 @@ def _run_chunk(losses, grads, ws, xb, yb, params, X, y, starts, index, net,
 
 
 @functools.cache
-def _chunk_kernel(loss, rule_name):
+def _chunk_kernel(loss, activation, rule_name):
     """The compiled chunk loop for one loss and update rule (serial update: see
     fastopt.nn.mlp._train_step_kernel)."""
-    return variant(_run_chunk, f"run_chunk_{loss}_{rule_name}",
-                   loss_and_grad=K.LOSS_AND_GRAD[loss],
+    return variant(_run_chunk, f"run_chunk_{loss}_{activation}_{rule_name}",
+                   loss_and_grad=K.loss_and_grad_kernel(loss, activation),
                    update=cpu.update_kernels(rule_name)[0])
 
 
@@ -413,7 +413,7 @@ def _run_compiled(model, optimizer, X, y, batch):
     yb = np.empty((nb,) + y.shape[1:], dtype=y.dtype)
     losses = np.empty(len(batch))
     s0, s1, s2 = optimizer._flat_state[0]
-    kernel = _chunk_kernel(model.loss, rule.name)
+    kernel = _chunk_kernel(model.loss, model.activation, rule.name)
     done = kernel(losses, model.grads, ws, xb, yb, model.params, X, y, starts, index, net,
                   s0, s1, s2, hypers, flags)
     for k in range(done):

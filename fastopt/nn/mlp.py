@@ -30,7 +30,7 @@ def _train_step(grads, ws, params, X, y, net, s0, s1, s2, hyper, flags):
 
 
 @functools.cache
-def _train_step_kernel(loss, rule_name):
+def _train_step_kernel(loss, activation, rule_name):
     """forward + backward + optimizer update of one mini-batch, in one compiled call.
 
     The update uses the serial kernel on purpose: the matrix products run on OpenBLAS's
@@ -38,8 +38,8 @@ def _train_step_kernel(loss, rule_name):
     milliseconds while both pools spin (measured on 2 cores: 8.4 ms per step at batch 32
     with the prange update vs 0.45 ms serial; see benchmarks/README.md).
     """
-    return variant(_train_step, f"train_step_{loss}_{rule_name}",
-                   loss_and_grad=K.LOSS_AND_GRAD[loss], y_ok=K.Y_OK[loss],
+    return variant(_train_step, f"train_step_{loss}_{activation}_{rule_name}",
+                   loss_and_grad=K.loss_and_grad_kernel(loss, activation), y_ok=K.Y_OK[loss],
                    update=cpu.update_kernels(rule_name)[0])
 
 
@@ -123,7 +123,6 @@ class MLP:
         self.target = target
         self.init = init
         self._sizes = np.array(sizes, dtype=np.int64)
-        self._kind = K.ACTIVATIONS[activation]
 
         # layout of the flat buffer: per layer W, b (and gamma, beta for a hidden layer with
         # batch norm); see fastopt.nn.kernels for the meaning of each column
@@ -261,7 +260,7 @@ class MLP:
             bn = K.BN_TRAIN
         else:
             bn = K.BN_EVAL
-        return (self._sizes, self._layout, self._kind, training and self.dropout > 0, bn,
+        return (self._sizes, self._layout, training and self.dropout > 0, bn,
                 self.bn_eps, self.bn_momentum)
 
     def _draw_masks(self, M, n):
@@ -277,7 +276,7 @@ class MLP:
         """Outputs (logits for cross_entropy) in evaluation mode: no dropout. A new array."""
         X = self._check_X(X)
         n = X.shape[0]
-        out = K.mlp_forward(self._workspace(n), self.params, X, self._net(False, n))
+        out = K.forward_kernel(self.activation)(self._workspace(n), self.params, X, self._net(False, n))
         return out.copy()
 
     def loss_and_grad(self, X, y):
@@ -292,7 +291,8 @@ class MLP:
         ws = self._workspace(n)
         if self.dropout > 0:
             self._draw_masks(ws[3], n)
-        return K.LOSS_AND_GRAD[self.loss](self.grads, ws, self.params, X, y, net)
+        return K.loss_and_grad_kernel(self.loss, self.activation)(self.grads, ws, self.params, X,
+                                                                 y, net)
 
     def evaluate(self, X, y, batch_size=4096):
         """(mean loss, accuracy) in evaluation mode; accuracy is NaN for the mse loss."""
@@ -303,7 +303,7 @@ class MLP:
         for start in range(0, X.shape[0], batch_size):
             xb, yb = X[start:start + batch_size], y[start:start + batch_size]
             nb = xb.shape[0]
-            out = K.mlp_forward(self._workspace(nb), self.params, xb, self._net(False, nb))
+            out = K.forward_kernel(self.activation)(self._workspace(nb), self.params, xb, self._net(False, nb))
             total += loss_fn(out, out, yb, False) * xb.shape[0]
             if self.loss == "cross_entropy":
                 hits += K.correct_count(out, yb)
@@ -342,7 +342,7 @@ class MLP:
         ws = self._workspace(n)
         if self.dropout > 0:
             self._draw_masks(ws[3], n)
-        kernel = _train_step_kernel(self.loss, optimizer.rule.name)
+        kernel = _train_step_kernel(self.loss, self.activation, optimizer.rule.name)
         status, loss = kernel(self.grads, ws, self.params, X, y, net, s0, s1, s2, hyper,
                               flags)
         if status:  # nothing changed; the full checks say what is wrong
