@@ -85,11 +85,8 @@ else:
 
 
 @njit(inline="always", **config.CPU_JIT)
-def gemm(c, a, b, trans_a, trans_b):
-    """c = op(a) @ op(b), overwriting c; op transposes when trans_* is true.
-
-    All three arrays 2-D, C-contiguous, of one dtype (float32 or float64)."""
-    if HAVE_CBLAS and c.shape[0] == 1 and not trans_a:
+def _cblas_gemm(c, a, b, trans_a, trans_b):
+    if c.shape[0] == 1 and not trans_a:
         # one row: c^T = op(b)^T a^T is a matrix-vector product; numpy's OpenBLAS does not
         # forward a one-row GEMM to GEMV itself (20.8 vs 6.5 us at 1x784 @ 784x100)
         tb = NO_TRANS if trans_b else TRANS
@@ -100,20 +97,36 @@ def gemm(c, a, b, trans_a, trans_b):
         else:
             _dgemv(ROW_MAJOR, tb, rows, cols, np.float64(1), b.ctypes, cols, a.ctypes, 1,
                    np.float64(0), c.ctypes, 1)
-    elif HAVE_CBLAS:
-        m, n = c.shape
-        k = a.shape[0] if trans_a else a.shape[1]
-        ta = TRANS if trans_a else NO_TRANS
-        tb = TRANS if trans_b else NO_TRANS
-        if c.itemsize == 4:  # float32
-            _sgemm(ROW_MAJOR, ta, tb, m, n, k, np.float32(1), a.ctypes, a.shape[1],
-                   b.ctypes, b.shape[1], np.float32(0), c.ctypes, n)
-        else:
-            _dgemm(ROW_MAJOR, ta, tb, m, n, k, np.float64(1), a.ctypes, a.shape[1],
-                   b.ctypes, b.shape[1], np.float64(0), c.ctypes, n)
-    elif trans_a:
+        return
+    m, n = c.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    ta = TRANS if trans_a else NO_TRANS
+    tb = TRANS if trans_b else NO_TRANS
+    if c.itemsize == 4:  # float32
+        _sgemm(ROW_MAJOR, ta, tb, m, n, k, np.float32(1), a.ctypes, a.shape[1],
+               b.ctypes, b.shape[1], np.float32(0), c.ctypes, n)
+    else:
+        _dgemm(ROW_MAJOR, ta, tb, m, n, k, np.float64(1), a.ctypes, a.shape[1],
+               b.ctypes, b.shape[1], np.float64(0), c.ctypes, n)
+
+
+@njit(inline="always", **config.CPU_JIT)
+def _numba_gemm(c, a, b, trans_a, trans_b):
+    if trans_a:
         np.dot(a.T, b, c)
     elif trans_b:
         np.dot(a, b.T, c)
     else:
         np.dot(a, b, c)
+
+
+@njit(inline="always", **config.CPU_JIT)
+def gemm(c, a, b, trans_a, trans_b):
+    """c = op(a) @ op(b), overwriting c; op transposes when trans_* is true.
+
+    All three arrays 2-D, C-contiguous, of one dtype (float32 or float64). HAVE_CBLAS is a
+    compile-time constant: Numba drops the branch not taken before typing it."""
+    if HAVE_CBLAS:
+        _cblas_gemm(c, a, b, trans_a, trans_b)
+    else:
+        _numba_gemm(c, a, b, trans_a, trans_b)
