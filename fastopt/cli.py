@@ -123,10 +123,12 @@ def build_parser():
     cross.set_defaults(func=_cmd_bench_crossover)
 
     # experiments (each module defines its options and its run function)
-    from .experiments import paths, weight_init
+    from .experiments import compare, paths, sensitivity, weight_init
 
+    compare.add_parser(sub)
     paths.add_parser(sub)
     weight_init.add_parser(sub)
+    sensitivity.add_parser(sub)
     return parser
 
 

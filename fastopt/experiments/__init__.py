@@ -5,6 +5,12 @@ figures from plain functions (usable from Python and tests) and registers one su
 - ``paths``: optimizer trajectories on those surfaces (``fastopt paths``).
 - ``weight_init``: activation histograms and training curves per weight initialisation
   (``fastopt init``).
+- ``compare``: one MLP trained with several optimizers, batch sizes and seeds on a real data
+  set; histories, summary table, loss/accuracy versus time and steps (``fastopt compare``).
+- ``sensitivity``: final loss/accuracy of each optimizer over a log grid of learning rates
+  (``fastopt sensitivity``).
+- ``optspec``: the ``--optimizers NAME[:key=value,...]`` syntax; ``training``: what compare
+  and sensitivity share (optimizer defaults for the MLP, one run that survives divergence).
 
 Shared run plumbing (output folder, settings.json, figures) lives in ``fastopt.runs``.
 Importing this package loads neither numba nor matplotlib.

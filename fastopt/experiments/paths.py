@@ -25,13 +25,13 @@ has all 31 points.
 
 import argparse
 import csv
-import inspect
 import math
 from typing import NamedTuple
 
 import numpy as np
 
 from .. import runs
+from . import optspec
 from .surfaces import SURFACES
 
 #: |x| or |y| beyond this ends a path as diverged.
@@ -56,9 +56,6 @@ OPTIMIZERS = {
     "adadelta": ("Adadelta", {}, "step", 30.0),
 }
 DEFAULT_OPTIMIZERS = "sgd,momentum,adagrad,rmsprop,adam"
-
-# arguments of the optimizer classes that are not per-path settings
-_NOT_OPTIONS = {"self", "params", "convention", "skip_nonfinite", "max_grad_norm"}
 
 
 class OptimizerConfig(NamedTuple):
@@ -96,28 +93,7 @@ BOOK = (
 
 
 # ---------------------------------------------------------------------------------------
-# --optimizers: NAME[:key=value[,key=value...]], comma-separated
-
-
-def _options_of(name):
-    from .. import optim
-
-    params = inspect.signature(getattr(optim, OPTIMIZERS[name][0])).parameters
-    keys = [k for k in params if k not in _NOT_OPTIONS]
-    if "betas" in keys:
-        keys += ["beta1", "beta2"]
-    return keys
-
-
-def _parse_value(option, text):
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"--optimizers: cannot read {text!r} in {option!r} as a number or "
-                         "true/false") from None
+# --optimizers: NAME[:key=value[,key=value...]], comma-separated (fastopt.experiments.optspec)
 
 
 def parse_optimizers(text):
@@ -128,81 +104,20 @@ def parse_optimizers(text):
     the fastopt.optim class (``lr``, ``momentum``, ``eps``, ``betas`` as ``beta1``/``beta2``,
     ...). The label (CSV, legend) is ``NAME:key=value,...`` as given, or ``NAME``.
     """
-    parsed = []  # [name, {key: value}, [key=text, ...]]
-    for raw in text.split(","):
-        item = raw.strip()
-        if not item:
-            continue
-        head, colon, rest = item.partition(":")
-        if "=" in head and not colon:
-            if not parsed:
-                raise ValueError(f"--optimizers: {item!r} comes before any optimizer name; "
-                                 "write NAME:key=value, e.g. adam:lr=0.1")
-            option = item
-        else:
-            name = head.strip().lower()
-            if name not in OPTIMIZERS:
-                raise ValueError(f"--optimizers: unknown optimizer {head.strip()!r}; valid: "
-                                 + ", ".join(OPTIMIZERS))
-            if colon and not rest.strip():
-                raise ValueError(f"--optimizers: {item!r} has nothing after ':'; write "
-                                 f"{name}:key=value, e.g. {name}:lr=0.1")
-            parsed.append([name, {}, []])
-            option = rest if colon else None
-        if option is None:
-            continue
-        name, overrides, texts = parsed[-1]
-        key, eq, value = option.partition("=")
-        key, value = key.strip().lower(), value.strip()
-        if not eq or not key or not value:
-            raise ValueError(f"--optimizers: bad option {option.strip()!r} for {name}; "
-                             "expected key=value, e.g. lr=0.1")
-        valid = _options_of(name)
-        if key not in valid:
-            raise ValueError(f"--optimizers: {name} has no option {key!r}; valid: "
-                             + ", ".join(valid))
-        if key in overrides:
-            raise ValueError(f"--optimizers: option {key!r} given twice for {name}")
-        overrides[key] = _parse_value(option.strip(), value)
-        texts.append(f"{key}={value}")
-    if not parsed:
-        raise ValueError(f"--optimizers needs at least one optimizer name, got {text!r}")
-    specs = [(name + (":" + ",".join(texts) if texts else ""), name, overrides)
-             for name, overrides, texts in parsed]
-    labels = [label for label, _, _ in specs]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"--optimizers lists the same optimizer twice: {text!r}; give the "
-                         "copies different options (e.g. adam:lr=0.1,adam:lr=0.3)")
-    return specs
+    return optspec.parse_optimizers(text, {name: v[0] for name, v in OPTIMIZERS.items()})
 
 
 def configure(name, overrides, surface, label=None):
     """The optimizer settings of one path: fixed arguments, the surface's lr, overrides."""
     cls, fixed, scale, factor = OPTIMIZERS[name]
     lr = surface.lrs.get(name, float(f"{getattr(surface, scale) * factor:.6g}"))
-    kwargs = dict(fixed, lr=lr)
-    overrides = dict(overrides)
-    if "beta1" in overrides or "beta2" in overrides:
-        betas = inspect.signature(_optim_class(name)).parameters["betas"].default
-        kwargs["betas"] = (overrides.pop("beta1", betas[0]), overrides.pop("beta2", betas[1]))
-    kwargs.update(overrides)
+    kwargs = optspec.merge(cls, dict(fixed, lr=lr), overrides)
     return OptimizerConfig(label or name, label or name, cls, kwargs)
-
-
-def _optim_class(name):
-    from .. import optim
-
-    return getattr(optim, OPTIMIZERS[name][0])
 
 
 def check_config(config):
     """Build the optimizer once on a scratch array, so bad values fail before any work."""
-    from .. import optim
-
-    try:
-        getattr(optim, config.cls)(np.zeros(2), **config.kwargs)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"--optimizers {config.label}: {exc}") from None
+    optspec.check_arguments(config.label, config.cls, config.kwargs)
 
 
 # ---------------------------------------------------------------------------------------

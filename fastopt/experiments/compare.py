@@ -1,0 +1,480 @@
+"""``fastopt compare``: the same network trained with several optimizers and batch sizes on
+a real data set; who wins, against training wall time and against steps.
+
+Every run builds ``fastopt.nn.MLP([n_features, *hidden, n_classes], activation="relu",
+init="he_normal", seed=s)`` and trains it with ``fastopt.train.fit`` (mini-batches without
+replacement, reshuffled every epoch, seeded by ``s``) for ``--seconds`` of training (the
+clock excludes evaluation and compilation) or ``--epochs``, evaluating the full test set
+about ``--evals`` times. Seeds are ``--seed``, ``--seed + 1``, ... (``--seeds`` of them).
+A run whose loss becomes NaN or infinite, or ends more than 10 times the untrained network's
+test loss, is recorded as diverged (its history up to then is kept); the others go on.
+
+Results (in the run folder)
+    histories/<optimizer>_b<batch>_s<seed>.csv   fastopt.train.History of each run
+    summary.csv           one row per optimizer x batch size (columns: SUMMARY_COLUMNS)
+    compare_b<batch>.png  test loss and test accuracy versus training seconds and versus
+                          steps, one line per optimizer (mean over seeds, band: min..max)
+    settings.json         see ``fastopt.runs``
+
+``summary.csv`` and the history files are written as each run finishes, so an interrupted
+comparison keeps everything finished so far.
+"""
+
+import argparse
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import runs
+from . import training
+from .training import OPTIMIZERS
+
+DEFAULT_SECONDS = 5.0
+DEFAULT_EVALS = 25
+#: --target-accuracy defaults per data set
+TARGET_ACCURACY = {"mnist": 0.97, "digits": 0.95}
+
+SUMMARY_COLUMNS = [
+    "optimizer", "batch_size", "settings", "seeds", "diverged",
+    "final_test_accuracy_mean", "final_test_accuracy_min", "final_test_accuracy_max",
+    "final_test_loss_mean", "best_test_loss",
+    "target_accuracy", "reached_target", "seconds_to_target", "steps_to_target",
+    "train_seconds", "steps", "epochs", "samples_per_s", "compile_seconds", "eval_seconds",
+]
+SUMMARY_HELP = """\
+summary.csv (one row per optimizer x batch size; mean over seeds unless named):
+  settings                  the optimizer's arguments (lr, momentum, ...)
+  seeds, diverged           runs, and how many of them diverged
+  final_test_accuracy_*     after the last step: mean, min, max over seeds (a diverged run
+                            counts as chance, 1/classes)
+  final_test_loss_mean      over the runs that did not diverge
+  best_test_loss            lowest test loss of a run
+  reached_target            runs that reached --target-accuracy; seconds_to_target and
+                            steps_to_target average those runs (empty if none): training
+                            seconds and steps at the first evaluation at or above the target
+  train_seconds, steps, epochs, samples_per_s   training time (without evaluation and
+                            compilation), updates, passes over the data, throughput
+  compile_seconds, eval_seconds  fit's warm-up (Numba compilation, or loading it from the
+                            cache) and time spent evaluating"""
+
+
+class Plan(NamedTuple):
+    data: object  # fastopt.datasets.Dataset
+    configs: list  # [training.OptimizerConfig]
+    batch_sizes: list
+    hidden: list
+    seeds: list
+    seconds: float  # None with --epochs
+    epochs: int  # None with --seconds
+    evals: int
+    target_accuracy: float
+    schedule: str  # None, or a fastopt.schedules.from_string spec
+
+
+# ---------------------------------------------------------------------------------------
+# the command line
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "compare", help="train one MLP with several optimizers and batch sizes; who wins, "
+                        "versus wall time and versus steps",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train the same ReLU MLP with several optimizers (and batch sizes, and "
+                    "seeds) on a real data set for a fixed budget of training time or "
+                    "epochs; write every history, a summary table and plots of test loss "
+                    "and test accuracy versus training wall time and versus steps.",
+        epilog=f"""\
+time: with the defaults (mnist, {len(training.DEFAULT_OPTIMIZERS.split(','))} optimizers, \
+batch 128, {DEFAULT_SECONDS:g} s of training per run,
+  1 seed) the command takes under a minute on 2 cores once Numba's kernel cache is warm
+  (measured: 46 s): {DEFAULT_SECONDS:g} s of training + ~0.7 s of evaluation \
+({DEFAULT_EVALS} evaluations of the
+  10,000 test images) per run, plus ~10 s to start, load MNIST and draw. The first run on
+  a machine also compiles the kernels (about a minute more; measured: 96 s in all).
+  Total: about (seconds + 0.7) x optimizers x batch sizes x seeds + 10 s.
+
+{training.OPTIMIZER_HELP}
+
+--schedule NAME[:key=value,...] applies a fastopt.schedules schedule to every optimizer,
+  starting from that optimizer's lr; names: exponential, piecewise, polynomial,
+  inverse_time, cosine, warmup, constant. Steps count updates, e.g.
+  --schedule cosine:decay_steps=4000,alpha=0.01
+  --schedule "warmup:warmup_steps=200,after=cosine,decay_steps=4000"
+
+{SUMMARY_HELP}
+
+outputs: histories/<optimizer>_b<batch>_s<seed>.csv, summary.csv, compare_b<batch>.png,
+  settings.json""")
+    p.add_argument("--dataset", default="mnist",
+                   help="mnist (default; needs pip install \"fastopt[mnist]\") or digits "
+                        "(8x8 images, scikit-learn)")
+    p.add_argument("--optimizers", default=training.DEFAULT_OPTIMIZERS,
+                   help=f"comma-separated names with optional key=value overrides, see "
+                        f"below (default {training.DEFAULT_OPTIMIZERS})")
+    p.add_argument("--batch-sizes", default="128",
+                   help="comma-separated mini-batch sizes (default 128)")
+    p.add_argument("--hidden", default=training.DEFAULT_HIDDEN,
+                   help=f"hidden layer widths (default {training.DEFAULT_HIDDEN})")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--seconds", type=float, default=None,
+                        help=f"training seconds per run, evaluation and compilation not "
+                             f"counted (default {DEFAULT_SECONDS:g})")
+    budget.add_argument("--epochs", type=int, default=None,
+                        help="passes over the training set per run, instead of --seconds")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="runs per optimizer and batch size, seeds --seed, --seed+1, ... "
+                        "(default 1; with more, plots show the min..max band)")
+    p.add_argument("--evals", type=int, default=DEFAULT_EVALS,
+                   help=f"evaluations of the test set per run, about evenly spaced "
+                        f"(default {DEFAULT_EVALS}; each costs ~0.03 s on MNIST)")
+    p.add_argument("--schedule", default=None, metavar="SPEC",
+                   help="learning-rate schedule for every optimizer, see below (default: "
+                        "constant lr)")
+    p.add_argument("--target-accuracy", type=float, default=None,
+                   help="test accuracy for the time/steps-to-target columns (default "
+                        + ", ".join(f"{v:g} on {k}" for k, v in TARGET_ACCURACY.items())
+                        + ")")
+    runs.add_common_arguments(p, "compare", seed_help="first seed (default 0): weights and "
+                                                      "mini-batch order of each run")
+    p.set_defaults(func=run)
+    return p
+
+
+def check_args(args):
+    """Check every argument before any work (loads the data set); returns a Plan."""
+    runs.check_common_arguments(args)
+    configs = training.configs_from_text(args.optimizers)
+    batch_sizes = training.parse_sizes("--batch-sizes", args.batch_sizes, "batch sizes")
+    if len(set(batch_sizes)) != len(batch_sizes):
+        raise ValueError(f"--batch-sizes lists a size twice: {args.batch_sizes!r}")
+    hidden = training.parse_sizes("--hidden", args.hidden, "layer widths")
+    if args.epochs is not None:
+        runs.check_count("--epochs", args.epochs)
+        seconds = None
+    else:
+        seconds = runs.check_positive("--seconds", DEFAULT_SECONDS if args.seconds is None
+                                      else args.seconds)
+    runs.check_count("--seeds", args.seeds)
+    runs.check_count("--evals", args.evals)
+    if args.target_accuracy is not None and not 0 < args.target_accuracy <= 1:
+        raise ValueError(f"--target-accuracy must be in (0, 1], e.g. 0.97, got "
+                         f"{args.target_accuracy!r}")
+    schedule = training.check_schedule(args.schedule, configs)
+    data = training.load_data(args.dataset)
+    if max(batch_sizes) > data.n_train:
+        raise ValueError(f"--batch-sizes: at most the {data.n_train} training samples of "
+                         f"{args.dataset}, got {max(batch_sizes)}")
+    target = (args.target_accuracy if args.target_accuracy is not None
+              else TARGET_ACCURACY.get(args.dataset, 0.9))
+    seeds = [args.seed + i for i in range(args.seeds)]
+    return Plan(data, configs, batch_sizes, hidden, seeds, seconds, args.epochs, args.evals,
+                target, schedule)
+
+
+# ---------------------------------------------------------------------------------------
+# runs
+
+
+def eval_every(plan, batch_size, seconds_per_step=None):
+    """Steps between evaluations: about ``plan.evals`` evaluations per run."""
+    if plan.epochs is not None:
+        total = plan.epochs * math.ceil(plan.data.n_train / batch_size)
+        return max(1, total // plan.evals)
+    return max(1, round(plan.seconds / plan.evals / seconds_per_step))
+
+
+def summarize(plan, results):
+    """Summary rows (dicts with SUMMARY_COLUMNS) of the finished runs, in plan order."""
+    chance = training.chance(plan.data)
+    rows = []
+    for batch in plan.batch_sizes:
+        for config in plan.configs:
+            group = [r for r in results if r.label == config.label and r.batch_size == batch]
+            if not group:
+                continue
+            finals = [chance if r.diverged else r.history.records[-1]["test_accuracy"]
+                      for r in group]
+            reached = [training.first_reaching(r.history, plan.target_accuracy)
+                       for r in group]
+            reached = [rec for rec in reached if rec is not None]
+            last = [r.history.records[-1] for r in group]
+            rows.append(dict(
+                optimizer=config.label, batch_size=batch,
+                settings=training.settings_of(config)
+                + (f" schedule={plan.schedule}" if plan.schedule else ""),
+                seeds=len(group), diverged=sum(r.diverged for r in group),
+                final_test_accuracy_mean=float(np.mean(finals)),
+                final_test_accuracy_min=float(min(finals)),
+                final_test_accuracy_max=float(max(finals)),
+                final_test_loss_mean=training.mean_or_nan(
+                    [rec["test_loss"] for r, rec in zip(group, last) if not r.diverged]),
+                best_test_loss=training.mean_or_nan(
+                    [min((x["test_loss"] for x in training.finite_records(r.history)),
+                         default=float("nan")) for r in group]),
+                target_accuracy=plan.target_accuracy, reached_target=len(reached),
+                seconds_to_target=training.mean_or_nan([x["wall_time"] for x in reached]),
+                steps_to_target=training.mean_or_nan([x["step"] for x in reached]),
+                train_seconds=training.mean_or_nan([x["wall_time"] for x in last]),
+                steps=training.mean_or_nan([x["step"] for x in last]),
+                epochs=training.mean_or_nan([x["epoch"] for x in last]),
+                samples_per_s=training.mean_or_nan(
+                    [x["epoch"] * plan.data.n_train / x["wall_time"] for x in last
+                     if x["wall_time"] > 0]),
+                compile_seconds=training.mean_or_nan([r.history.compile_time for r in group]),
+                eval_seconds=training.mean_or_nan([r.history.eval_time for r in group]),
+            ))
+    return rows
+
+
+def summary_table(rows, target):
+    """The plain-text table printed at the end."""
+    table = []
+    for r in rows:
+        acc = f"{100 * r['final_test_accuracy_mean']:.2f}"
+        if r["seeds"] > 1:
+            acc += (f" [{100 * r['final_test_accuracy_min']:.2f}, "
+                    f"{100 * r['final_test_accuracy_max']:.2f}]")
+        reached = r["reached_target"]
+        note = ""
+        if r["diverged"]:
+            note = f"diverged {r['diverged']}/{r['seeds']}"
+        table.append(dict(
+            optimizer=r["optimizer"], batch=str(r["batch_size"]), acc=acc,
+            loss=training.fmt(r["best_test_loss"], ".4f"),
+            t_target=(training.fmt(r["seconds_to_target"], ".2f")
+                      + (f" ({reached}/{r['seeds']})" if 0 < reached < r["seeds"] else "")),
+            s_target=training.fmt(r["steps_to_target"], ".0f"),
+            steps=training.fmt(r["steps"], ".0f"),
+            rate=training.fmt(r["samples_per_s"], ",.0f"),
+            compile=training.fmt(r["compile_seconds"], ".2f"), note=note))
+    pct = f"{100 * target:g}%"
+    return training.format_table(
+        table, ["optimizer", "batch", "acc", "loss", "t_target", "s_target", "steps", "rate",
+                "compile", "note"],
+        ["optimizer", "batch", "final test acc %", "best test loss", f"s to {pct}",
+         f"steps to {pct}", "steps", "samples/s", "compile s", ""])
+
+
+# ---------------------------------------------------------------------------------------
+# figures
+
+
+def _accuracy_scale(ax):
+    """Accuracy axis spaced by -log10(1 - accuracy): 90%, 99% and 99.9% equally far apart,
+    so the last percent (where optimizers differ) is readable next to the first steps."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter
+
+    def forward(a):
+        return -np.log10(np.clip(1.0 - np.asarray(a, dtype=float) / 100.0, 1e-6, None))
+
+    def inverse(v):
+        return 100.0 * (1.0 - 10.0 ** (-np.asarray(v, dtype=float)))
+
+    ax.set_yscale("function", functions=(forward, inverse))
+    ax.yaxis.set_major_locator(FixedLocator([0, 50, 80, 90, 95, 96, 97, 98, 99, 99.5, 99.9]))
+    ax.yaxis.set_minor_locator(FixedLocator([10, 20, 30, 40, 60, 70, 85, 98.5, 99.8]))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
+def _loss_scale(ax, top=None):
+    """Log scale up to ``top`` with ticks written as plain numbers: 1-2-5 per decade,
+    finer when the range is less than about a decade and a half."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    if top:
+        ax.set_ylim(top=top)
+    low, high = ax.get_ylim()
+    fine = 0 < low and high / low < 30
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if fine
+                                          else (1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _legend_label(config, group, schedule=None):
+    extras = ([] if "lr=" in config.label else [f"lr {config.lr:g}"]) + (
+        ["scheduled"] if schedule else [])
+    label = config.label + (f" ({', '.join(extras)})" if extras else "")
+    diverged = [r for r in group if r.diverged]
+    if len(group) == 1 and diverged:
+        note = diverged[0].note
+        return f"{label}: " + (note.split(" (")[0] if note.startswith("diverged at step")
+                               else "diverged (test loss blew up)")
+    if diverged:
+        return f"{label}: diverged in {len(diverged)}/{len(group)} seeds"
+    return label
+
+
+def plot_comparison(plan, results, batch_size, title=None):
+    """Test loss (log) and test accuracy versus training seconds and versus steps at one
+    batch size; one line per optimizer (mean over seeds; shaded: min..max over seeds,
+    diverged runs left out unless all diverged; a cross marks where a diverged curve
+    ends). Returns a Figure with four axes: loss/time, loss/steps, accuracy/time,
+    accuracy/steps."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13.5, 9.0), layout="constrained")
+    (ax_lt, ax_ls), (ax_at, ax_as) = fig.subplots(2, 2)
+    panels = [(ax_lt, "wall_time", "test_loss"), (ax_ls, "step", "test_loss"),
+              (ax_at, "wall_time", "test_accuracy"), (ax_as, "step", "test_accuracy")]
+    # y ranges over the points after the first evaluation (step 0 is the untrained
+    # network: chance accuracy, loss ~2.3), so the part where optimizers differ fills
+    # the panels; the curves enter from outside
+    accuracy_low, accuracy_high, loss_high = 100.0, 0.0, 0.0
+    for i, config in enumerate(plan.configs):
+        group = [r for r in results if r.label == config.label and r.batch_size == batch_size]
+        if not group:
+            continue
+        ok = [r.history for r in group if not r.diverged]
+        histories = ok or [r.history for r in group]
+        style = dict(color=f"C{i % 10}", ls="-" if i < 10 else "--",
+                     lw=max(2.6 - 0.2 * i, 1.2))  # a later line on top of an earlier one
+        label = _legend_label(config, group, plan.schedule)
+        for ax, xcol, ycol in panels:
+            x, mean, low, high = training.seed_band(histories, xcol, ycol)
+            scale = 100.0 if ycol == "test_accuracy" else 1.0
+            ax.plot(x, scale * mean, label=label, **style)
+            if len(histories) > 1:
+                ax.fill_between(x, scale * low, scale * high, color=style["color"],
+                                alpha=0.18, lw=0)
+            if not ok and len(x):
+                ax.scatter(x[-1:], scale * mean[-1:], marker="x", s=70, color=style["color"],
+                           linewidths=2, zorder=5)
+            later = x > 0
+            if later.any() and ycol == "test_accuracy":
+                accuracy_low = min(accuracy_low, float(np.min(scale * low[later])))
+                accuracy_high = max(accuracy_high, float(np.max(scale * high[later])))
+            elif later.any():
+                loss_high = max(loss_high, float(np.max(high[later])))
+    seeds = len(plan.seeds)
+    for ax, xcol, ycol in panels:
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_xlabel("training time (s; evaluation and compilation not counted)"
+                      if xcol == "wall_time" else "step (mini-batch updates)")
+        ax.set_xlim(left=0)
+        if ycol == "test_loss":
+            _loss_scale(ax, loss_high * 1.25)
+            ax.set_ylabel("test loss (cross-entropy, log scale)")
+        else:
+            _accuracy_scale(ax)
+            # top: a bit above the best accuracy seen (or the target)
+            top = 100.0 - max(100.0 - max(accuracy_high, 100 * plan.target_accuracy),
+                              0.02) / 1.4
+            bottom = 100.0 - 1.25 * (100.0 - min(accuracy_low, 100 * plan.target_accuracy))
+            ax.set_ylim(max(0.0, bottom), top)
+            ax.axhline(100 * plan.target_accuracy, color="0.3", ls=":", lw=1.2,
+                       label="_target")
+            ax.text(0.995, 100 * plan.target_accuracy, f"target {100 * plan.target_accuracy:g}%",
+                    transform=ax.get_yaxis_transform(), ha="right", va="top",
+                    fontsize="small", color="0.3")
+            ax.set_ylabel("test accuracy (%; spacing log(100 - accuracy))")
+    budget = (f"{plan.seconds:g} s of training" if plan.epochs is None
+              else f"{plan.epochs} epoch{'s' if plan.epochs > 1 else ''}")
+    ax_lt.set_title("test loss vs training time")
+    ax_ls.set_title("test loss vs steps")
+    ax_at.set_title("test accuracy vs training time")
+    ax_as.set_title("test accuracy vs steps")
+    handles, labels = ax_lt.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)),
+               title="optimizer", fontsize="small")
+    seeds_text = (f"mean of {seeds} seeds, band: min..max" if seeds > 1
+                  else f"seed {plan.seeds[0]}")
+    fig.suptitle(title or (
+        f"ReLU MLP {training.network_text(plan.data, plan.hidden)} on {plan.data.name}, batch "
+        f"{batch_size}, {budget} per run, {seeds_text}"
+        + (f"\nschedule {plan.schedule}" if plan.schedule else "")))
+    return fig
+
+
+# ---------------------------------------------------------------------------------------
+# the command
+
+
+def run(args):
+    """The ``compare`` command (``args`` from ``add_parser``'s parser); returns the Runs."""
+    from tqdm.auto import tqdm
+
+    plan = check_args(args)
+    progress = runs.progress_enabled(args.no_progress)
+    out = runs.make_out_dir(args.out, "compare")
+    args._out_dir = str(out)  # for the Ctrl-C message
+    histories = out / "histories"
+    histories.mkdir(exist_ok=True)
+    resolved = {
+        "network": training.network(plan.data, plan.hidden),
+        "activation": "relu", "init": "he_normal",
+        "optimizers": {c.label: {"class": c.cls, **c.kwargs} for c in plan.configs},
+        "batch_sizes": plan.batch_sizes, "seeds": plan.seeds,
+        "seconds": plan.seconds, "epochs": plan.epochs,
+        "target_accuracy": plan.target_accuracy, "schedule": plan.schedule,
+        "data": {"name": plan.data.name, "train": plan.data.n_train,
+                 "test": plan.data.n_test},
+    }
+    runs.wrote(runs.write_settings(out, "compare", vars(args), getattr(args, "_argv", None),
+                                   resolved), "the exact settings of this run")
+    n_runs = len(plan.configs) * len(plan.batch_sizes) * len(plan.seeds)
+    print(f"compare: {len(plan.configs)} optimizer(s) x {len(plan.batch_sizes)} batch "
+          f"size(s) x {len(plan.seeds)} seed(s) = {n_runs} runs on {plan.data.name}, "
+          + (f"{plan.seconds:g} s of training each" if plan.epochs is None
+             else f"{plan.epochs} epoch(s) each"), flush=True)
+
+    results, intervals = [], {}
+    bar = tqdm(total=n_runs, desc="compare", unit="run", disable=not progress)
+    try:
+        for batch in plan.batch_sizes:
+            if plan.epochs is None:
+                per_step, compile_s = training.seconds_per_step(
+                    plan.data, plan.hidden, plan.configs[0], batch, plan.seeds[0])
+                intervals[batch] = eval_every(plan, batch, per_step)
+                tqdm.write(f"batch {batch}: {1e3 * per_step:.3g} ms per step measured (after "
+                           f"{compile_s:.1f} s of compilation/cache loading); evaluating "
+                           f"every {intervals[batch]} steps")
+            else:
+                intervals[batch] = eval_every(plan, batch)
+            runs.update_settings(out, eval_every={str(b): e for b, e in intervals.items()})
+            for config in plan.configs:
+                for seed in plan.seeds:
+                    bar.set_postfix_str(f"{config.label} b{batch} s{seed}")
+                    result = training.train_run(
+                        plan.data, plan.hidden, config, batch, seed, schedule=plan.schedule,
+                        seconds=plan.seconds, epochs=plan.epochs,
+                        eval_every=intervals[batch])
+                    results.append(result)
+                    _write_history(result, histories)
+                    training.write_rows(summarize(plan, results), SUMMARY_COLUMNS,
+                                        out / "summary.csv")
+                    bar.update(1)
+    finally:
+        bar.close()
+    print(f"wrote {histories}/: {len(results)} histories (step, epoch, wall_time, "
+          "train_loss, test_loss, test_accuracy, lr)")
+    for r in results:
+        if r.diverged:
+            print(f"note: {r.label}, batch {r.batch_size}, seed {r.seed}: {r.note}; its "
+                  "curve stops there")
+    rows = summarize(plan, results)
+    runs.wrote(out / "summary.csv", "one row per optimizer x batch size")
+
+    runs.use_agg()
+    for batch in plan.batch_sizes:
+        fig = plot_comparison(plan, results, batch)
+        for path in runs.save_figure(fig, out, f"compare_b{batch}", svg=args.svg):
+            runs.wrote(path, f"test loss and accuracy vs time and vs steps, batch {batch}")
+    runs.update_settings(out, status="complete")
+    print()
+    print(summary_table(rows, plan.target_accuracy))
+    return results
+
+
+def _write_history(result, folder):
+    history = result.history
+    if result.diverged:
+        history.stopped = "diverged"
+    return history.to_csv(folder / history_name(result))
+
+
+def history_name(result):
+    return f"{training.slug(result.label)}_b{result.batch_size}_s{result.seed}.csv"

@@ -1,0 +1,349 @@
+"""What ``fastopt compare`` and ``fastopt sensitivity`` share: the optimizer names and
+default learning rates for the MLP, argument checks, one training run that survives
+divergence, and the aggregation of curves over seeds.
+
+Optimizer names (``--optimizers``; ``NAME:key=value`` overrides, see
+``fastopt.experiments.optspec``) and their default settings for the ReLU MLP
+784-100-100-100-100-10 on MNIST (batch 128); each reaches about 97% test accuracy in
+5 seconds of training on 2 cores:
+
+    sgd       SGD(lr=0.1)
+    momentum  SGD(lr=0.02, momentum=0.9)             (effective step lr/(1-momentum) = 0.2)
+    nesterov  SGD(lr=0.02, momentum=0.9, nesterov=True)
+    adagrad   Adagrad(lr=0.01)
+    rmsprop   RMSprop(lr=1e-3)
+    adam      Adam(lr=1e-3)
+    adamw     AdamW(lr=1e-3, weight_decay=1e-2)
+    adamax    Adamax(lr=2e-3)     nadam  NAdam(lr=1e-3)     radam  RAdam(lr=1e-3)
+    lion      Lion(lr=1e-4)       adadelta  Adadelta(lr=1.0)
+
+Nothing here imports numba or matplotlib at module level.
+"""
+
+import csv
+import math
+import textwrap
+from typing import NamedTuple
+
+import numpy as np
+
+from . import optspec
+
+#: name -> (fastopt.optim class, fixed arguments, default learning rate)
+OPTIMIZERS = {
+    "sgd": ("SGD", {}, 0.1),
+    "momentum": ("SGD", {"momentum": 0.9}, 0.02),
+    "nesterov": ("SGD", {"momentum": 0.9, "nesterov": True}, 0.02),
+    "adagrad": ("Adagrad", {}, 0.01),
+    "rmsprop": ("RMSprop", {}, 1e-3),
+    "adam": ("Adam", {}, 1e-3),
+    "adamw": ("AdamW", {"weight_decay": 1e-2}, 1e-3),
+    "adamax": ("Adamax", {}, 2e-3),
+    "nadam": ("NAdam", {}, 1e-3),
+    "radam": ("RAdam", {}, 1e-3),
+    "lion": ("Lion", {}, 1e-4),
+    "adadelta": ("Adadelta", {}, 1.0),
+}
+DEFAULT_OPTIMIZERS = "sgd,momentum,nesterov,adagrad,rmsprop,adam,adamw"
+DEFAULT_HIDDEN = "100,100,100,100"
+#: a final test loss above this multiple of the untrained network's counts as diverged
+DIVERGED_FACTOR = 10
+
+OPTIMIZER_HELP = "\n".join([
+    "optimizers (--optimizers NAME[:key=value[,key=value...]][,NAME...]):",
+    textwrap.fill("names: " + ", ".join(OPTIMIZERS), 88, initial_indent="  ",
+                  subsequent_indent="    "),
+    "  momentum = SGD with momentum=0.9, nesterov = SGD with momentum=0.9, nesterov=True.",
+    "  key=value items after a name set arguments of its fastopt.optim class (Adam-type",
+    "  betas as beta1=, beta2=), e.g.",
+    "    --optimizers sgd,adam:lr=3e-4,beta2=0.99,momentum:momentum=0.8",
+    textwrap.fill("default learning rates (chosen for the MLP on MNIST, batch 128): "
+                  + ", ".join(f"{n} {v[2]:g}" for n, v in OPTIMIZERS.items()), 88,
+                  initial_indent="  ", subsequent_indent="    "),
+])
+
+
+class OptimizerConfig(NamedTuple):
+    """One optimizer of a command: label (CSV, legend), name, fastopt.optim class, arguments."""
+
+    label: str
+    name: str
+    cls: str
+    kwargs: dict
+
+    @property
+    def lr(self):
+        return self.kwargs["lr"]
+
+
+class Run(NamedTuple):
+    """One training run: its history (up to the divergence, if any) and what happened."""
+
+    label: str
+    batch_size: int
+    seed: int
+    lr: float
+    history: object  # fastopt.train.History
+    diverged: bool
+    note: str  # "" or why the run ended early
+
+
+# ---------------------------------------------------------------------------------------
+# arguments
+
+
+def parse_optimizers(text, flag="--optimizers", forbidden=None):
+    """``--optimizers`` text -> [(label, name, overrides), ...] (see optspec)."""
+    return optspec.parse_optimizers(text, {n: v[0] for n, v in OPTIMIZERS.items()}, flag,
+                                    forbidden)
+
+
+def configure(name, overrides, label=None, lr=None):
+    """The arguments of one optimizer: fixed ones, the default (or given) lr, overrides."""
+    cls, fixed, default_lr = OPTIMIZERS[name]
+    kwargs = optspec.merge(cls, dict(fixed, lr=default_lr if lr is None else lr), overrides)
+    return OptimizerConfig(label or name, name, cls, kwargs)
+
+
+def configs_from_text(text, flag="--optimizers", forbidden=None):
+    """Parse and check ``--optimizers``; a list of OptimizerConfig with default lrs."""
+    configs = [configure(name, overrides, label)
+               for label, name, overrides in parse_optimizers(text, flag, forbidden)]
+    for c in configs:
+        optspec.check_arguments(c.label, c.cls, c.kwargs, flag)
+    return configs
+
+
+def parse_sizes(option, text, what="sizes"):
+    """Comma-separated positive integers ("100,100"); ValueError naming ``option``."""
+    items = [x.strip() for x in str(text).split(",") if x.strip()]
+    if not items:
+        raise ValueError(f"{option} needs at least one positive integer, got {text!r}")
+    sizes = []
+    for item in items:
+        try:
+            value = int(item)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ValueError(f"{option}: {what} must be positive integers separated by commas "
+                             f"(e.g. 32,128), got {item!r} in {text!r}")
+        sizes.append(value)
+    return sizes
+
+
+def check_schedule(spec, configs, flag="--schedule"):
+    """Build the schedule once per optimizer so a bad spec fails before any work."""
+    if spec is None:
+        return None
+    for c in configs:
+        make_schedule(spec, c.lr, flag)
+    return spec
+
+
+def make_schedule(spec, lr, flag="--schedule"):
+    from .. import schedules
+
+    try:
+        return schedules.from_string(spec, lr)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{flag} {spec}: {exc}") from None
+
+
+def load_data(name, option="--dataset"):
+    """``fastopt.datasets.load(name)``; unknown names and missing extras as ValueError."""
+    from .. import datasets
+
+    if name not in datasets.DATASETS:
+        raise ValueError(f"{option}: unknown data set {name!r}; valid: "
+                         + ", ".join(datasets.DATASETS))
+    try:
+        return datasets.load(name, dtype="float32")
+    except datasets.MissingExtraError as exc:
+        hint = "" if "--dataset digits" in str(exc) or name == "digits" else \
+            " (or pass --dataset digits)"
+        raise ValueError(f"{option} {name}: {exc}{hint}") from None
+
+
+def network(data, hidden):
+    return [data.n_features, *hidden, data.n_classes]
+
+
+def network_text(data, hidden):
+    return "-".join(str(s) for s in network(data, hidden))
+
+
+def chance(data):
+    """Accuracy of guessing: 1 / number of classes."""
+    return 1.0 / data.n_classes
+
+
+# ---------------------------------------------------------------------------------------
+# training
+
+
+def build(data, hidden, config, seed, schedule=None):
+    """A fresh ReLU MLP (He-normal weights from ``seed``) and its optimizer."""
+    from .. import nn, optim
+
+    model = nn.MLP(network(data, hidden), activation="relu", init="he_normal", seed=seed,
+                   dtype=data.dtype.name)
+    kwargs = dict(config.kwargs)
+    if schedule is not None:
+        kwargs["lr"] = make_schedule(schedule, config.lr)
+    return model, getattr(optim, config.cls)(model.params, **kwargs)
+
+
+def train_run(data, hidden, config, batch_size, seed, schedule=None, seconds=None,
+              epochs=None, max_steps=None, eval_every=None):
+    """Train one MLP; a Run. Divergence is recorded in the Run, never raised: the training
+    loss became NaN or infinite (``TrainingDiverged``), or the final test loss is not
+    finite or more than DIVERGED_FACTOR times the untrained network's (blown-up weights
+    whose loss stays finite, e.g. when the ReLUs die)."""
+    from .. import train
+
+    model, opt = build(data, hidden, config, seed, schedule)
+    with np.errstate(all="ignore"):
+        try:
+            history = train.fit(model, opt, data, batch_size=batch_size, epochs=epochs,
+                                max_steps=max_steps, time_budget=seconds,
+                                eval_every=eval_every, seed=seed, progress=False)
+        except train.TrainingDiverged as exc:
+            note = f"diverged at step {exc.step} (training loss {exc.loss})"
+            return Run(config.label, batch_size, seed, config.lr, exc.history, True, note)
+    note = blown_up(history)
+    return Run(config.label, batch_size, seed, config.lr, history, bool(note), note)
+
+
+def blown_up(history):
+    """Why a finished history counts as diverged, or "" (see ``train_run``)."""
+    first, last = history.records[0], history.records[-1]
+    if not math.isfinite(last["test_loss"]):
+        return f"diverged: test loss {last['test_loss']} at step {last['step']}"
+    if last["test_loss"] > DIVERGED_FACTOR * first["test_loss"]:
+        return (f"diverged: test loss {last['test_loss']:.3g} at step {last['step']}, over "
+                f"{DIVERGED_FACTOR}x the untrained network's {first['test_loss']:.3g}")
+    return ""
+
+
+def seconds_per_step(data, hidden, config, batch_size, seed, steps=40):
+    """Training seconds per step of ``config`` at ``batch_size``, measured on a short run
+    (evaluated on 64 test samples only); also compiles the kernels. Returns
+    (seconds per step, compile seconds)."""
+    from .. import train
+
+    small = (data.X_train, data.y_train, data.X_test[:64], data.y_test[:64])
+    model, opt = build(data, hidden, config, seed)
+    with np.errstate(all="ignore"):
+        try:
+            history = train.fit(model, opt, small, batch_size=batch_size, max_steps=steps,
+                                eval_every=steps, seed=seed, progress=False)
+        except train.TrainingDiverged as exc:
+            history = exc.history
+    last = history.records[-1]
+    if last["step"] < 1 or last["wall_time"] <= 0:
+        return 1e-3, history.compile_time  # diverged at once: a guess is good enough
+    return last["wall_time"] / last["step"], history.compile_time
+
+
+# ---------------------------------------------------------------------------------------
+# numbers from runs
+
+
+def finite_records(history):
+    """The records whose test loss is finite (a diverged run's last record is not)."""
+    return [r for r in history.records if math.isfinite(r["test_loss"])]
+
+
+def first_reaching(history, target):
+    """The first record with test accuracy >= target, or None."""
+    for r in history.records:
+        if math.isfinite(r["test_loss"]) and r["test_accuracy"] >= target:
+            return r
+    return None
+
+
+def seed_band(histories, x_column, y_column):
+    """Mean, min and max over seeds of one curve, on a common x grid.
+
+    Each history contributes its records with finite x and y. One history: its own points
+    (min = max = mean). Several: the union of their x values up to the shortest curve's
+    end, each curve linearly interpolated there. Returns (x, mean, low, high) arrays.
+    """
+    curves = []
+    for h in histories:
+        x, y = h[x_column], h[y_column]
+        ok = np.isfinite(x) & np.isfinite(y)
+        if ok.any():
+            curves.append((x[ok], y[ok]))
+    if not curves:
+        empty = np.array([])
+        return empty, empty, empty, empty
+    if len(curves) == 1:
+        x, y = curves[0]
+        return x, y, y, y
+    end = min(cx[-1] for cx, _ in curves)
+    grid = np.unique(np.concatenate([cx[cx <= end] for cx, _ in curves]))
+    ys = np.array([np.interp(grid, cx, cy) for cx, cy in curves])
+    return grid, ys.mean(axis=0), ys.min(axis=0), ys.max(axis=0)
+
+
+def mean_or_nan(values):
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+# ---------------------------------------------------------------------------------------
+# files and tables
+
+
+def slug(label):
+    """A file-name-safe form of an optimizer label (``adam:lr=3e-4`` -> ``adam_lr3e-4``)."""
+    out = label.replace("=", "").replace(":", "_").replace(",", "_")
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in out)
+
+
+def cell(value):
+    """CSV cell: empty for None/NaN, repr for floats (round trip), str otherwise."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    return value
+
+
+def write_rows(rows, columns, path):
+    """Write dict rows (missing keys and NaN as empty cells); returns the path."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(columns)
+        for r in rows:
+            w.writerow([cell(r.get(c)) for c in columns])
+    tmp.replace(path)  # a reader never sees half a file, even after Ctrl-C
+    return path
+
+
+def format_table(rows, columns, headers):
+    """Plain-text table: first column left-aligned, the others right-aligned."""
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
+
+    def line(items):  # the first column (names) left-aligned, numbers right-aligned
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(items, widths))).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths])]
+                     + [line(row) for row in cells])
+
+
+def fmt(value, spec=".3g", empty="-"):
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return empty
+    return format(value, spec)
+
+
+def settings_of(config):
+    """``lr=0.02 momentum=0.9`` for tables and CSV files."""
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in config.kwargs.items())
