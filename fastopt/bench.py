@@ -75,7 +75,7 @@ def _torch():
 
 
 def bench_update(optimizers=None, sizes=DEFAULT_SIZES, dtype="float32", rounds=7,
-                 torch_peers=True, numpy_peer=True, progress=True):
+                 torch_peers=True, numpy_peer=True, progress=True, seed=0):
     """Rows of dicts: optimizer, n, impl, seconds, GB/s, ratio (peer time / fastopt time)."""
     from tqdm.auto import tqdm
 
@@ -90,7 +90,7 @@ def bench_update(optimizers=None, sizes=DEFAULT_SIZES, dtype="float32", rounds=7
                          f"{sorted(optim.OPTIMIZERS)}")
     torch = _torch() if torch_peers else None
     axpy = _axpy_kernel()
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     rows = []
     notes = []
     if torch_peers and torch is None:
@@ -134,7 +134,7 @@ def bench_update(optimizers=None, sizes=DEFAULT_SIZES, dtype="float32", rounds=7
     return rows, notes
 
 
-def bench_crossover(names=("sgd", "adam"), sizes=None, dtype="float32", rounds=9,
+def bench_crossover(names=("sgd", "adam"), sizes=None, dtype="float32", rounds=9, seed=0,
                     progress=True):
     """Serial vs prange kernel times per N; the crossover is the first N where prange wins
     and keeps winning at every larger N."""
@@ -148,7 +148,7 @@ def bench_crossover(names=("sgd", "adam"), sizes=None, dtype="float32", rounds=9
     rows = []
     for name in tqdm(names, desc="bench crossover", disable=not progress):
         for n in sizes:
-            p = np.random.default_rng(0).standard_normal(n).astype(dtype)
+            p = np.random.default_rng(seed).standard_normal(n).astype(dtype)
             g = np.full(n, 1e-3, dtype=dtype)
             opt = optim.OPTIMIZERS[name](p, **BENCH_HYPER.get(name, {}))
             rule = opt.rule
@@ -235,7 +235,7 @@ def step_flops(sizes, n):
 
 
 def bench_mlp(batch_sizes=(1, 32, 128, 512), sizes=SEEDS_NETWORK, dtype="float32", rounds=7,
-              torch_peer=True, progress=True):
+              torch_peer=True, progress=True, seed=0):
     """Rows: batch, impl, seconds per train_step (SGD, lr 0.01), samples/s, GFLOP/s."""
     from tqdm.auto import tqdm
 
@@ -243,7 +243,7 @@ def bench_mlp(batch_sizes=(1, 32, 128, 512), sizes=SEEDS_NETWORK, dtype="float32
 
     torch = _torch() if torch_peer else None
     notes = [] if torch is not None else ["torch is not installed: no PyTorch rows"]
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     rows = []
     for n in tqdm(batch_sizes, desc="bench mlp", disable=not progress):
         X = rng.random((n, sizes[0]), dtype=np.dtype(dtype).type)

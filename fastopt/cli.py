@@ -16,70 +16,100 @@ def _sizes(text):
             f"sizes must be comma-separated numbers such as 1e3,1e5, got {text!r}") from None
 
 
+def _bench_run(args, what, measure, columns, headers, title=None):
+    """Shared frame of the bench commands: output folder, settings.json, the table on
+    stdout, ``<what>.csv`` (and ``--csv PATH`` if given)."""
+    from . import bench, runs
+
+    runs.check_common_arguments(args)
+    out = runs.make_out_dir(args.out, f"bench-{what}")
+    args._out_dir = str(out)
+    runs.wrote(runs.write_settings(out, f"bench {what}", vars(args), args._argv),
+               "the exact settings of this run")
+    rows, notes = measure(progress=runs.progress_enabled(args.no_progress))
+    if title:
+        print(title)
+    print(bench.format_table(rows, columns, headers))
+    for note in notes:
+        print(f"note: {note}")
+    for path in filter(None, [out / f"{what}.csv", args.csv]):
+        bench.write_csv(rows, path)
+        runs.wrote(path, "one row per measurement")
+    runs.update_settings(out, status="complete")
+
+
 def _cmd_bench_update(args):
     from . import bench
 
-    rows, notes = bench.bench_update(optimizers=args.optimizers, sizes=args.sizes,
-                                     dtype=args.dtype, rounds=args.rounds,
-                                     torch_peers=not args.no_torch,
-                                     progress=not args.no_progress)
-    table = [dict(r, us=r["seconds"] * 1e6) for r in rows]
-    print(bench.format_table(table, ["optimizer", "n", "impl", "us", "gbps", "ratio"],
-                             ["optimizer", "N", "implementation", "median us/step", "GB/s",
-                              "time / fastopt"]))
-    for note in notes:
-        print(f"note: {note}")
-    if args.csv:
-        bench.write_csv(rows, args.csv)
-        print(f"wrote {args.csv}")
+    def measure(progress):
+        rows, notes = bench.bench_update(optimizers=args.optimizers, sizes=args.sizes,
+                                         dtype=args.dtype, rounds=args.rounds,
+                                         torch_peers=not args.no_torch, progress=progress,
+                                         seed=args.seed)
+        return [dict(r, us=r["seconds"] * 1e6) for r in rows], notes
+
+    _bench_run(args, "update", measure, ["optimizer", "n", "impl", "us", "gbps", "ratio"],
+               ["optimizer", "N", "implementation", "median us/step", "GB/s",
+                "time / fastopt"])
 
 
 def _cmd_bench_crossover(args):
     from . import bench, config
 
-    rows, crossover = bench.bench_crossover(names=args.optimizers or ("sgd", "adam"),
+    crossover = {}
+
+    def measure(progress):
+        rows, found = bench.bench_crossover(names=args.optimizers or ("sgd", "adam"),
                                             dtype=args.dtype, rounds=args.rounds,
-                                            progress=not args.no_progress)
-    table = [dict(r, serial_us=r["serial"] * 1e6, parallel_us=r["parallel"] * 1e6,
-                  speedup=r["serial"] / r["parallel"]) for r in rows]
-    print(bench.format_table(table, ["optimizer", "n", "serial_us", "parallel_us", "speedup"],
-                             ["optimizer", "N", "serial us", "prange us", "prange speedup"]))
-    for name, n in crossover.items():
-        print(f"{name}: prange wins from N = {n}" if n else f"{name}: prange never wins here")
-    print(f"current FASTOPT_PARALLEL_MIN_SIZE = {config.PARALLEL_MIN_SIZE}")
+                                            progress=progress, seed=args.seed)
+        crossover.update(found)
+        notes = [f"{name}: prange wins from N = {n}" if n else
+                 f"{name}: prange never wins here" for name, n in found.items()]
+        notes.append(f"current FASTOPT_PARALLEL_MIN_SIZE = {config.PARALLEL_MIN_SIZE}")
+        return [dict(r, serial_us=r["serial"] * 1e6, parallel_us=r["parallel"] * 1e6,
+                     speedup=r["serial"] / r["parallel"]) for r in rows], notes
+
+    _bench_run(args, "crossover", measure,
+               ["optimizer", "n", "serial_us", "parallel_us", "speedup"],
+               ["optimizer", "N", "serial us", "prange us", "prange speedup"])
 
 
 def _cmd_bench_mlp(args):
     from . import bench
 
-    rows, notes = bench.bench_mlp(batch_sizes=args.batch_sizes, dtype=args.dtype,
-                                  rounds=args.rounds, torch_peer=not args.no_torch,
-                                  progress=not args.no_progress)
-    table = [dict(r, us=r["seconds"] * 1e6) for r in rows]
-    print(f"network {'-'.join(map(str, bench.SEEDS_NETWORK))}, {args.dtype}, SGD, "
-          "one training step (forward, backward, update)")
-    print(bench.format_table(table, ["batch", "impl", "us", "samples_per_s", "gflops", "ratio"],
-                             ["batch", "implementation", "median us/step", "samples/s",
-                              "GFLOP/s", "time / fastopt"]))
-    for note in notes:
-        print(f"note: {note}")
-    if args.csv:
-        bench.write_csv(rows, args.csv)
-        print(f"wrote {args.csv}")
+    def measure(progress):
+        rows, notes = bench.bench_mlp(batch_sizes=args.batch_sizes, dtype=args.dtype,
+                                      rounds=args.rounds, torch_peer=not args.no_torch,
+                                      progress=progress, seed=args.seed)
+        return [dict(r, us=r["seconds"] * 1e6) for r in rows], notes
+
+    _bench_run(args, "mlp", measure,
+               ["batch", "impl", "us", "samples_per_s", "gflops", "ratio"],
+               ["batch", "implementation", "median us/step", "samples/s", "GFLOP/s",
+                "time / fastopt"],
+               title=f"network {'-'.join(map(str, bench.SEEDS_NETWORK))}, {args.dtype}, SGD, one "
+                     "training step (forward, backward, update)")
 
 
 def _cmd_bench_coldstart(args):
     from . import bench
 
-    rows = bench.bench_coldstart(batch=args.batch, warm_runs=args.warm_runs)
-    print(f"network {'-'.join(map(str, bench.SEEDS_NETWORK))}, float32, Adam, batch "
-          f"{args.batch}: each row is a new process")
-    print(bench.format_table(rows, ["cache", "import_s", "first_step_s", "process_s"],
-                             ["Numba cache", "import fastopt.nn s", "first train_step s",
-                              "whole process s"]))
+    if args.warm_runs < 1 or args.batch < 1:
+        raise ValueError("--batch and --warm-runs must be positive integers")
+
+    def measure(progress):
+        return bench.bench_coldstart(batch=args.batch, warm_runs=args.warm_runs), []
+
+    _bench_run(args, "coldstart", measure, ["cache", "import_s", "first_step_s", "process_s"],
+               ["Numba cache", "import fastopt.nn s", "first train_step s",
+                "whole process s"],
+               title=f"network {'-'.join(map(str, bench.SEEDS_NETWORK))}, float32, Adam, batch "
+                     f"{args.batch}: each row is a new process")
 
 
 def build_parser():
+    from . import runs
+
     parser = argparse.ArgumentParser(
         prog="fastopt", description="Fused Numba optimizer kernels: benchmarks and experiments.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,7 +126,7 @@ def build_parser():
     upd.add_argument("--rounds", type=int, default=7, help="timing rounds (median reported)")
     upd.add_argument("--no-torch", action="store_true", help="skip the torch.optim peers")
     upd.add_argument("--csv", default=None, help="also write the rows to this CSV file")
-    upd.add_argument("--no-progress", action="store_true")
+    runs.add_common_arguments(upd, "bench-update")
     upd.set_defaults(func=_cmd_bench_update)
 
     mlp = bsub.add_parser("mlp", help="MLP training step: fastopt vs PyTorch vs numpy GEMMs")
@@ -104,14 +134,16 @@ def build_parser():
     mlp.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     mlp.add_argument("--rounds", type=int, default=7)
     mlp.add_argument("--no-torch", action="store_true")
-    mlp.add_argument("--csv", default=None)
-    mlp.add_argument("--no-progress", action="store_true")
+    mlp.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    runs.add_common_arguments(mlp, "bench-mlp")
     mlp.set_defaults(func=_cmd_bench_mlp)
 
     cold = bsub.add_parser("coldstart", help="first train_step in a new process: empty vs "
                                              "warm Numba cache")
     cold.add_argument("--batch", type=int, default=128)
     cold.add_argument("--warm-runs", type=int, default=3)
+    runs.add_common_arguments(cold, "bench-coldstart")
+    cold.add_argument("--csv", default=None, help="also write the rows to this CSV file")
     cold.set_defaults(func=_cmd_bench_coldstart)
 
     cross = bsub.add_parser("crossover",
@@ -119,7 +151,8 @@ def build_parser():
     cross.add_argument("--optimizers", type=_csv_list, default=None)
     cross.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     cross.add_argument("--rounds", type=int, default=9)
-    cross.add_argument("--no-progress", action="store_true")
+    cross.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    runs.add_common_arguments(cross, "bench-crossover")
     cross.set_defaults(func=_cmd_bench_crossover)
 
     # experiments (each module defines its options and its run function)
