@@ -211,7 +211,7 @@ def test_evaluate_and_learning_on_digits():
     (dict(sizes=SIZES, init="orthogonal"), "he_normal"),
     (dict(sizes=SIZES, dropout=1.0), "dropout"),
     (dict(sizes=SIZES, dtype="int32"), "float32 or float64"),
-    (dict(sizes=SIZES, target="cuda"), "target"),
+    (dict(sizes=SIZES, target="tpu"), "target"),
     (dict(sizes=SIZES, loss="hinge"), "cross_entropy"),
     (dict(sizes=[5, 1], loss="cross_entropy"), "2 output classes"),
 ])

@@ -65,7 +65,8 @@ class MLP:
         ``model.running_var[i]`` are model state.
     seed : int, seeds the weights and the dropout masks
     dtype : "float32" or "float64"
-    target : "cpu"
+    target : "cpu" ("cuda": the MLP kernels are not there yet; without a GPU the error says
+        what is missing)
     loss : "cross_entropy" or "mse"
 
     Examples
@@ -102,9 +103,14 @@ class MLP:
                              f"sizes[-1] = {sizes[-1]}")
         dropout = _checks.real("dropout", dropout, low=0.0, high=1.0, high_open=True)
         batch_norm = _checks.flag("batch_norm", batch_norm)
-        if target != "cpu":
-            raise ValueError(f"target must be 'cpu' (the CUDA target is not available in "
-                             f"this version), got {target!r}")
+        if target not in ("cpu", "cuda"):
+            raise ValueError(f"target must be 'cpu' or 'cuda', got {target!r}")
+        if target == "cuda":
+            from ..kernels import cuda as gpu
+
+            gpu.require()  # says what is missing: driver, GPU or pip install "fastopt[cuda]"
+            raise NotImplementedError("the MLP has no CUDA kernels yet (the optimizers' "
+                                      "update kernels do); use target=\"cpu\"")
         dtype = np.dtype(dtype)
         if dtype not in _checks.FLOAT_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")

@@ -1,0 +1,175 @@
+"""GPU kernels: every update rule as a grid-stride ``@cuda.jit`` loop, from the same scalar
+rules as the CPU kernels (``fastopt.kernels.rules``; no formula is written twice).
+
+Each rule becomes an ``inline="always"`` device function: a copy of the rule whose helpers
+(``grad_prologue``, ``lerp``, ...) are bound to device-function versions of the same Python
+code, so nothing needs a GPU (or a driver) to compile to PTX. State slots a configuration
+does not use are passed as ``None`` and compile away, as on the CPU. Hyperparameters travel
+as tuples of scalars in the parameter dtype (the host computes them once per step), so a
+float32 kernel has no float64 arithmetic and a new learning rate never recompiles.
+
+Requires ``pip install "fastopt[cuda]"`` (numba-cuda and the CUDA toolkit libraries) and,
+to run, an NVIDIA GPU and driver; ``NUMBA_ENABLE_CUDASIM=1`` runs the kernels in Numba's
+simulator instead (slow: for tests on about a thousand elements).
+"""
+
+import functools
+import math
+import types
+
+import numpy as np
+
+from .rules import RULES
+
+#: threads per block of the update kernels (tests patch it small to cover several blocks)
+THREADS_PER_BLOCK = 256
+#: at most this many blocks; the grid-stride loop covers the rest
+MAX_BLOCKS = 4096
+
+_HELPERS = ("grad_prologue", "lerp", "maximum", "keras_weight_decay")
+
+
+class CudaUnavailableError(RuntimeError):
+    """The CUDA target was asked for on a machine that cannot run it."""
+
+
+def _import_cuda():
+    try:
+        from numba import cuda as module
+    except ImportError as exc:  # pragma: no cover - numba always has a cuda module or shim
+        raise CudaUnavailableError(
+            "the CUDA target needs numba-cuda: pip install \"fastopt[cuda]\"; or use "
+            "target=\"cpu\"") from exc
+    return module
+
+
+def why_unavailable():
+    """None if kernels can launch here (a GPU, or the simulator), else the reason."""
+    try:
+        module = _import_cuda()
+    except CudaUnavailableError as exc:
+        return str(exc)
+    try:
+        if module.is_available():
+            return None
+    except Exception as exc:  # a broken driver install raises instead of returning False
+        return f"the CUDA driver failed to initialise ({exc}); use target=\"cpu\""
+    try:
+        import numba_cuda  # noqa: F401
+    except ImportError:
+        return ("numba-cuda is not installed: pip install \"fastopt[cuda]\" (and an NVIDIA "
+                "driver); or use target=\"cpu\"")
+    return ("no CUDA GPU is visible (numba.cuda.is_available() is False: no NVIDIA driver "
+            "or device); use target=\"cpu\"")
+
+
+def require():
+    """Raise CudaUnavailableError saying what is missing, unless kernels can launch."""
+    reason = why_unavailable()
+    if reason is not None:
+        raise CudaUnavailableError(f"target=\"cuda\" is not available here: {reason}")
+
+
+# ---------------------------------------------------------------------------------------
+# kernels
+
+# bound per rule (see kernel_function): the device rule and the numba.cuda module
+scalar = cuda = None
+
+
+def _update_kernel(p, g, s0, s1, s2, h, f):
+    start = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    for i in range(start, p.size, stride):
+        gi = g[i]
+        a0 = gi if s0 is None else s0[i]
+        a1 = gi if s1 is None else s1[i]
+        a2 = gi if s2 is None else s2[i]
+        pi, a0, a1, a2 = scalar(p[i], gi, a0, a1, a2, h, f)
+        p[i] = pi
+        if s0 is not None:
+            s0[i] = a0
+        if s1 is not None:
+            s1[i] = a1
+        if s2 is not None:
+            s2[i] = a2
+
+
+def _with_globals(fn, name, **bindings):
+    env = dict(fn.__globals__)
+    env.update(bindings)
+    copy = types.FunctionType(fn.__code__, env, name, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = name
+    return copy
+
+
+@functools.cache
+def _device_helpers():
+    from . import rules
+
+    jit = _import_cuda().jit
+    return {n: jit(device=True, inline="always")(getattr(rules, n)) for n in _HELPERS}
+
+
+@functools.cache
+def device_rule(name):
+    """The scalar rule ``name`` as an inline device function."""
+    rule = RULES[name]
+    return _import_cuda().jit(device=True, inline="always")(
+        _with_globals(rule.scalar, f"{name}_device", **_device_helpers()))
+
+
+def kernel_function(name):
+    """The Python function of the update kernel for rule ``name`` (for ``compile_ptx``)."""
+    return _with_globals(_update_kernel, f"{name}_update_cuda", scalar=device_rule(name),
+                         cuda=_import_cuda())
+
+
+@functools.cache
+def update_kernel(name):
+    """The ``@cuda.jit`` update kernel for rule ``name``."""
+    return _import_cuda().jit(kernel_function(name))
+
+
+def launch_config(n):
+    """(blocks, threads per block) for n elements."""
+    tpb = THREADS_PER_BLOCK
+    return max(1, min(MAX_BLOCKS, math.ceil(n / tpb))), tpb
+
+
+def update(name, p, g, s0, s1, s2, hyper, flags, stream=0):
+    """Apply rule ``name`` in place to 1-D contiguous device arrays (no validation here).
+
+    ``hyper``: host values ordered as ``RULES[name].hyper`` (cast to p's dtype here);
+    ``flags``: host integers ordered as ``RULES[name].flags``."""
+    n = p.size
+    if n == 0:
+        return
+    h = tuple(p.dtype.type(v) for v in np.asarray(hyper).tolist())
+    f = tuple(np.int64(v) for v in np.asarray(flags).tolist())
+    blocks, tpb = launch_config(n)
+    update_kernel(name)[blocks, tpb, stream](p, g, s0, s1, s2, h, f)
+
+
+# ---------------------------------------------------------------------------------------
+# PTX (compilation check without a GPU)
+
+
+def signature(name, dtype, state):
+    """The kernel signature for rule ``name``: ``state`` is a tuple of three booleans (which
+    of s0..s2 are arrays; the others are None)."""
+    from numba import types as nt
+
+    real = nt.float32 if np.dtype(dtype) == np.float32 else nt.float64
+    arr = nt.Array(real, 1, "C")
+    rule = RULES[name]
+    slots = tuple(arr if used else nt.none for used in state)
+    return (arr, arr) + slots + (nt.UniTuple(real, len(rule.hyper)),
+                                 nt.UniTuple(nt.int64, len(rule.flags)))
+
+
+def ptx(name, dtype, state, cc=(9, 0)):
+    """PTX text of the update kernel (no GPU or driver needed; the simulator must be off)."""
+    code, _ = _import_cuda().compile_ptx(kernel_function(name), signature(name, dtype, state),
+                                         cc=cc)
+    return code
