@@ -17,3 +17,155 @@ def arrays(n, dtype, seed=SEED):
     p = rng.standard_normal(n).astype(dtype)
     g = (rng.standard_normal(n) * 1e-3).astype(dtype)
     return p, g
+
+
+# ---------------------------------------------------------------------------------------
+# appended with the full asv suite (update kernels, MLP, convergence, cold start)
+
+import importlib.util  # noqa: E402  (append-only file: new imports live with new code)
+import os  # noqa: E402
+import sys  # noqa: E402
+
+#: FASTOPT_ASV_SMOKE=1 shrinks every parameter grid to one or two values and every training
+#: run to a handful of steps, so that `asv run --quick` of the whole suite takes minutes (CI).
+#: Smoke numbers only prove that each benchmark runs; never save or compare them.
+SMOKE = os.environ.get("FASTOPT_ASV_SMOKE", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def grid(full, smoke):
+    """The parameter values of a benchmark: ``full``, or ``smoke`` under FASTOPT_ASV_SMOKE."""
+    return list(smoke if SMOKE else full)
+
+
+# update kernels: N, dtypes, targets and implementations (fastopt and its peers)
+SIZES = grid([1000, 100000, 1000000, 10000000], [1000])
+DTYPES = grid(["float32", "float64"], ["float32"])
+TARGETS = ["cpu", "cuda"]
+UPDATE_IMPLS = ["fastopt", "numpy", "torch", "torch-fused"]
+UPDATE_OPTIMIZERS = grid(OPTIMIZERS, ["sgd", "adam"])
+# torch.optim class names (Lion is not in torch) and the optimizers torch has fused=True for
+TORCH_NAMES = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam",
+               "adamw": "AdamW", "adadelta": "Adadelta", "adamax": "Adamax", "nadam": "NAdam",
+               "radam": "RAdam"}
+TORCH_FUSED = {"sgd", "adam", "adamw", "adagrad"}
+
+
+def steps_per_call(n):
+    """Optimizer steps per call of ``OptimizerStep.time_step``: asv times one call per sample
+    when a benchmark has a setup, so small N loop to keep a sample well above the timer's
+    resolution. ``fastopt bench asv-report`` divides by the same number."""
+    return max(1, 100000 // n)
+
+
+# MLP: the seeds' network, float32, ReLU, SGD
+NETWORK = (784, 100, 100, 100, 100, 10)
+MLP_LR = 0.01
+BATCH_SIZES = grid([1, 32, 128, 512], [32])
+MLP_IMPLS = ["fastopt", "torch"]
+
+
+def batch(n, sizes=NETWORK, dtype="float32", seed=SEED):
+    """A random mini-batch (X, y) of n rows for a network of the given layer sizes."""
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, sizes[0]), dtype=np.dtype(dtype).type)
+    y = rng.integers(0, sizes[-1], n)
+    return X, y
+
+
+# convergence: fixed runs of fastopt.train.fit, one per (dataset, optimizer, batch size)
+CONVERGENCE_OPTIMIZERS = grid(OPTIMIZERS, ["sgd", "adam"])
+CONVERGENCE_BATCHES = grid([32, 128, 512], [32])
+# steps of each run, evaluation interval (the resolution of "steps to target") and the
+# test accuracy that counts as converged
+CONVERGENCE = {
+    "digits": dict(hidden=(100, 100, 100, 100), max_steps=grid([300], [20])[0],
+                   eval_every=grid([10], [10])[0], target=0.95),
+    "mnist": dict(hidden=(100, 100, 100, 100), max_steps=grid([1500], [20])[0],
+                  eval_every=grid([50], [10])[0], target=0.95),
+}
+FIT_SEED = SEED  # mini-batch order
+MODEL_SEED = 0  # weights
+
+
+# ---------------------------------------------------------------------------------------
+# what is installed: every check raises NotImplementedError, which asv reports as skipped
+
+
+def require_torch():
+    try:
+        import torch
+    except ImportError:
+        raise NotImplementedError("torch is not installed (pip install torch)") from None
+    return torch
+
+
+def _gpu_device_files():
+    """False when this Linux machine certainly has no NVIDIA GPU (no device files), so that a
+    skip does not need to import torch or numba.cuda; True when a GPU may be present."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg"))
+
+
+def require_fastopt_cuda():
+    """The ``numba.cuda`` module, or NotImplementedError when fastopt's CUDA target cannot
+    run here: no ``fastopt.kernels.cuda`` module, no GPU, or only Numba's simulator (far too
+    slow to time). Checked from the cheapest test up, so a skip imports nothing heavy.
+
+    The parameter exists before every piece of the target does, so that the results light
+    up once it works, without a benchmark change or renamed results."""
+    if importlib.util.find_spec("fastopt.kernels.cuda") is None:
+        raise NotImplementedError("fastopt has no CUDA target (no fastopt.kernels.cuda)")
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        raise NotImplementedError("NUMBA_ENABLE_CUDASIM is set: the simulator is not timed")
+    if not _gpu_device_files():
+        raise NotImplementedError("no GPU")
+    from fastopt.kernels import cuda as fastopt_cuda
+
+    reason = fastopt_cuda.why_unavailable()
+    if reason is not None:
+        raise NotImplementedError(reason)
+    from numba import cuda
+
+    return cuda
+
+
+def unsupported(what, build):
+    """``build()``, turning the errors fastopt raises for an unsupported argument (TypeError,
+    ValueError) into NotImplementedError: for targets that exist in the suite before the
+    library supports them everywhere (e.g. the MLP on the GPU)."""
+    try:
+        return build()
+    except (TypeError, ValueError) as exc:
+        raise NotImplementedError(f"{what} is not supported yet: {exc}") from None
+
+
+def torch_device(torch, target):
+    """The torch device of a target; NotImplementedError for cuda without a GPU."""
+    if target == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise NotImplementedError("torch.cuda.is_available() is False")
+    return torch.device("cuda")
+
+
+def require_torch_target(target):
+    """torch, after a cheap check that a cuda target can run at all."""
+    if target == "cuda" and not _gpu_device_files():
+        raise NotImplementedError("no GPU")
+    return require_torch()
+
+
+def load_dataset(name):
+    """``fastopt.datasets.load(name)``; NotImplementedError when its extra is missing."""
+    from fastopt import datasets
+
+    try:
+        return datasets.load(name)
+    except ImportError as exc:  # datasets.MissingExtraError: its first line says what is missing
+        raise NotImplementedError(f"data set {name!r} unavailable: "
+                                  f"{str(exc).splitlines()[0]}") from None
+
+
+# peak memory of a short training run (bench_train.TrainingMemory)
+PEAKMEM_STEPS = grid([300], [20])[0]

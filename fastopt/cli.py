@@ -107,6 +107,12 @@ def _cmd_bench_coldstart(args):
                      f"{args.batch}: each row is a new process")
 
 
+def _cmd_bench_asv_report(args):
+    from . import asvreport
+
+    asvreport.run(args)
+
+
 def build_parser():
     from . import runs
 
@@ -114,7 +120,8 @@ def build_parser():
         prog="fastopt", description="Fused Numba optimizer kernels: benchmarks and experiments.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    bench = sub.add_parser("bench", help="quick throughput tables (no asv)")
+    bench = sub.add_parser("bench", help="quick throughput tables (no asv); asv-report: "
+                                         "tables and figures from the asv suite's results")
     bsub = bench.add_subparsers(dest="what", required=True)
 
     upd = bsub.add_parser("update", help="optimizer step time: fastopt vs NumPy vs torch.optim")
@@ -154,6 +161,27 @@ def build_parser():
     cross.add_argument("--csv", default=None, help="also write the rows to this CSV file")
     runs.add_common_arguments(cross, "bench-crossover")
     cross.set_defaults(func=_cmd_bench_crossover)
+
+    report = bsub.add_parser(
+        "asv-report", help="tables (CSV) and figures (PNG) from the asv suite's results",
+        description="Read the latest results of the asv suite (asv run) and print tables: "
+                    "update-kernel time per step, GB/s and ratios to the peers, MLP time "
+                    "and samples/s, convergence, cold start and memory; write them as CSV "
+                    "and plot time per step versus N and versus batch size as PNG.")
+    report.add_argument("--results", metavar="DIR", default=".asv/results",
+                        help="asv's results folder (default .asv/results)")
+    report.add_argument("--machine", default=None,
+                        help="machine name (a folder under --results; default: the one "
+                             "with the most recent results)")
+    report.add_argument("--commit", default=None,
+                        help="commit hash or prefix (default: the latest commit with "
+                             "results)")
+    report.add_argument("--out", metavar="DIR", default=None,
+                        help="folder for the CSV and PNG files (default: a new folder "
+                             "runs/bench-asv-report-YYYYMMDD-HHMMSS)")
+    report.add_argument("--svg", action="store_true",
+                        help="also write each figure as SVG next to the PNG")
+    report.set_defaults(func=_cmd_bench_asv_report)
 
     # experiments (each module defines its options and its run function)
     from .experiments import compare, paths, sensitivity, weight_init

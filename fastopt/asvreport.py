@@ -1,0 +1,609 @@
+"""Tables and figures from the asv suite's results: ``fastopt bench asv-report``.
+
+asv keeps one JSON file per machine, commit and environment
+(``<results>/<machine>/<commit>-<environment>.json``, format version 2 in asv 0.6) and the
+suite's description in ``<results>/benchmarks.json`` (parameter names, units). This module
+picks one machine and one commit (by default the latest commit that has results), merges
+its files (one per environment) and derives what asv does not show:
+
+- update kernels (``bench_optim.OptimizerStep.time_step``): time per optimizer step
+  (asv's time per call divided by ``steps_per_call(N)``), effective bandwidth of fastopt
+  ((3 + 2 * n_state) * itemsize * N bytes per step) and each peer's time over fastopt's at
+  the same parameters (NumPy reference, torch.optim for-loop, torch fused);
+- MLP (``bench_nn.MLP.*``): time per call, samples per second, PyTorch's time over fastopt's;
+- convergence (``bench_train.Convergence<DataSet>.track_*``): test accuracy, steps and
+  seconds to the target, one row per data set, optimizer and batch size;
+- everything else (cold start, import, peak memory, benchmarks added later) as it is.
+
+Each table is printed and written as CSV; time per step against N (update kernels, log-log,
+one panel per optimizer, one line per implementation) and against the batch size (MLP) are
+drawn as PNG. Results are read with asv's own ``asv.results.Results`` when asv is installed,
+else with the small reader of the same format below (asv is only needed to *run* the suite).
+
+Nothing here imports numba or matplotlib at module level.
+"""
+
+import ast
+import csv
+import itertools
+import json
+import math
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+DEFAULT_RESULTS = os.path.join(".asv", "results")
+
+UPDATE = "bench_optim.OptimizerStep.time_step"
+UPDATE_PEERS = ("numpy", "torch", "torch-fused")
+MLP_PREFIX = "bench_nn.MLP."
+MLP_KINDS = {"time_train_step": "train_step", "time_forward": "forward",
+             "time_forward_backward": "forward+backward"}
+CONVERGENCE_PREFIX = "bench_train.Convergence"
+CONVERGENCE_TRACKS = {"track_test_accuracy": "test_accuracy_pct",
+                      "track_steps_to_target": "steps_to_target",
+                      "track_seconds_to_target": "seconds_to_target"}
+# parameter names of the benchmarks this module knows, for results without benchmarks.json
+KNOWN_PARAM_NAMES = {
+    UPDATE: ["optimizer", "n", "dtype", "target", "impl"],
+    **{MLP_PREFIX + k: ["batch", "target", "impl"] for k in MLP_KINDS},
+}
+
+
+def steps_per_call(n):
+    """Optimizer steps per call of ``OptimizerStep.time_step`` (benchmarks/common.py)."""
+    return max(1, 100000 // n)
+
+
+class Entry(NamedTuple):
+    """One benchmark at one parameter combination."""
+
+    name: str  # e.g. "bench_optim.OptimizerStep.time_step"
+    params: dict  # parameter name -> value (Python value, e.g. 'adam' or 1000)
+    value: float  # NaN when skipped, None when it failed
+    unit: str  # "seconds", "bytes", or a track's unit
+    env: str  # asv environment name
+
+
+class Selection(NamedTuple):
+    """The results chosen for the report."""
+
+    machine: str
+    commit: str
+    date: object  # commit date (ms since the epoch) or None
+    files: list  # result files read
+    entries: list  # [Entry]
+    notes: list  # what the reader skipped or chose
+
+
+# ---------------------------------------------------------------------------------------
+# reading
+
+
+class _File(NamedTuple):
+    path: str
+    commit: str
+    date: object
+    env: str
+    started: float  # latest benchmark start in the file (ms since the epoch)
+    results: dict  # name -> (params, values)
+
+
+def _read_with_asv(path):
+    from asv.results import Results
+
+    r = Results.load(path)
+    results = {}
+    for name in r.get_all_result_keys():
+        params = r.get_result_params(name)
+        values = r.get_result_value(name, params)
+        results[name] = (params, values)
+    started = max((v for v in r.started_at.values() if v is not None), default=0)
+    return _File(path, r.commit_hash, r.date, r.env_name, started, results)
+
+
+def _read_json(path):
+    """asv's result file format version 2 (asv 0.5-0.6), without asv."""
+    with open(path) as f:
+        d = json.load(f)
+    if d.get("version") != 2:
+        raise ValueError(f"{path}: asv results format version {d.get('version')!r}; this "
+                         "reader knows version 2 (install asv to read newer files)")
+    columns = d["result_columns"]
+    results = {}
+    started = 0
+    for name, row in d["results"].items():
+        col = dict(zip(columns, row))
+        params = col.get("params") or []
+        value = col.get("result")
+        if value is None:  # failed everywhere: asv compresses the list to null
+            value = [None] * max(1, math.prod(len(p) for p in params))
+        results[name] = (params, value)
+        started = max(started, col.get("started_at") or 0)
+    return _File(path, d["commit_hash"], d.get("date"), d.get("env_name"), started, results)
+
+
+def _asv_installed():
+    try:
+        import asv.results  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def read_file(path, use_asv=None):
+    """One asv results file as ``_File``; ``use_asv`` None picks asv's reader if installed."""
+    if use_asv is None:
+        use_asv = _asv_installed()
+    return _read_with_asv(path) if use_asv else _read_json(path)
+
+
+def machines(results_dir):
+    """Names of the machines with a results folder (a folder holding machine.json)."""
+    root = Path(results_dir)
+    return sorted(p.name for p in root.iterdir() if (p / "machine.json").is_file()) \
+        if root.is_dir() else []
+
+
+def _result_paths(results_dir, machine):
+    folder = Path(results_dir) / machine
+    return sorted(p for p in folder.glob("*.json") if p.name != "machine.json")
+
+
+def _benchmark_info(results_dir):
+    path = Path(results_dir) / "benchmarks.json"
+    if not path.is_file():
+        return {}
+    with open(path) as f:
+        info = json.load(f)
+    return {k: v for k, v in info.items() if isinstance(v, dict)}
+
+
+def _value(text):
+    """A parameter as asv stores it (its repr) -> the Python value."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _default_unit(name):
+    method = name.rsplit(".", 1)[-1]
+    if method.startswith(("time_", "timeraw_")):
+        return "seconds"
+    if method.startswith(("peakmem_", "mem_")):
+        return "bytes"
+    return ""
+
+
+def _entries(file, info):
+    out = []
+    for name, (params, values) in sorted(file.results.items()):
+        meta = info.get(name, {})
+        names = meta.get("param_names") or KNOWN_PARAM_NAMES.get(name) or []
+        if len(names) != len(params):  # results of an older version of the benchmark
+            names = KNOWN_PARAM_NAMES.get(name, [])
+            if len(names) != len(params):
+                names = [f"param{i + 1}" for i in range(len(params))]
+        unit = meta.get("unit") or _default_unit(name)
+        combos = list(itertools.product(*params)) if params else [()]
+        if not isinstance(values, list):
+            values = [values]
+        for combo, value in zip(combos, values):
+            out.append(Entry(name, {k: _value(v) for k, v in zip(names, combo)},
+                             _float(value), unit, file.env))
+    return out
+
+
+def _float(value):
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def select(results_dir=DEFAULT_RESULTS, machine=None, commit=None, use_asv=None):
+    """Read the results of one machine and one commit (default: the latest) -> Selection.
+
+    Raises ValueError saying what is missing (no results, unknown machine or commit)."""
+    notes = []
+    found = machines(results_dir)
+    if not found:
+        raise ValueError(
+            f"no asv results under {results_dir} (no <machine>/machine.json); run the suite "
+            "first, e.g. asv run --python=same --set-commit-hash $(git rev-parse HEAD) "
+            "(see README: Tracking performance with asv), or pass --results DIR")
+    if machine is None:
+        if len(found) > 1:
+            # the machine with the most recent results
+            latest = {m: max((p.stat().st_mtime for p in _result_paths(results_dir, m)),
+                             default=0) for m in found}
+            machine = max(found, key=lambda m: latest[m])
+            notes.append(f"results of several machines ({', '.join(found)}): showing "
+                         f"{machine}, the most recent; choose with --machine")
+        else:
+            machine = found[0]
+    elif machine not in found:
+        raise ValueError(f"--machine {machine}: no results for it under {results_dir}; "
+                         f"machines: {', '.join(found)}")
+    files = []
+    for path in _result_paths(results_dir, machine):
+        try:
+            files.append(read_file(str(path), use_asv))
+        except Exception as exc:  # a damaged or foreign file must not hide the others
+            notes.append(f"skipped {path}: {exc}")
+    if not files:
+        raise ValueError(f"no results files for machine {machine} under {results_dir}")
+    commits = {}
+    for f in files:
+        commits.setdefault(f.commit, []).append(f)
+    if commit is None:
+        def recency(c):
+            group = commits[c]
+            return (max((f.date or 0) for f in group), max(f.started for f in group))
+
+        chosen = max(commits, key=recency)
+    else:
+        matches = [c for c in commits if c and c.startswith(commit)]
+        if not matches:
+            raise ValueError(f"--commit {commit}: no results for it on machine {machine}; "
+                             f"commits with results: "
+                             f"{', '.join(sorted(c[:8] for c in commits if c))}")
+        if len(matches) > 1:
+            raise ValueError(f"--commit {commit} is ambiguous: {', '.join(matches)}")
+        chosen = matches[0]
+    group = sorted(commits[chosen], key=lambda f: f.started)
+    info = _benchmark_info(results_dir)
+    # one result per benchmark: from the most recent file (environment) that has it
+    by_name = {}
+    for f in group:  # oldest first: later files replace earlier ones
+        per_file = {}
+        for e in _entries(f, info):
+            per_file.setdefault(e.name, []).append(e)
+        by_name.update(per_file)
+    entries = [e for name in sorted(by_name) for e in by_name[name]]
+    if len(group) > 1:
+        notes.append(f"{len(group)} environments for this commit "
+                     f"({', '.join(f.env for f in group)}); each benchmark from the most "
+                     "recent that ran it")
+    date = max((f.date or 0) for f in group) or None
+    return Selection(machine, chosen, date, [f.path for f in group], entries, notes)
+
+
+# ---------------------------------------------------------------------------------------
+# tables
+
+
+def _ok(x):
+    return x is not None and not math.isnan(x)
+
+
+def _ratio(a, b):
+    return a / b if _ok(a) and _ok(b) and b > 0 else math.nan
+
+
+def _nan(x):
+    return x if _ok(x) else math.nan
+
+
+def state_arrays(name, dtype="float32"):
+    """How many state arrays ``fastopt.optim`` allocates for ``name`` with the benchmark's
+    hyperparameters (``fastopt.bench.BENCH_HYPER``, the same as benchmarks/common.py);
+    None for an unknown optimizer."""
+    import numpy as np
+
+    from . import bench, optim
+
+    if name not in optim.OPTIMIZERS:
+        return None
+    opt = optim.OPTIMIZERS[name](np.zeros(1, dtype=dtype), **bench.BENCH_HYPER.get(name, {}))
+    return len(opt.state[0])
+
+
+def update_rows(entries):
+    """One row per optimizer, N, dtype and target: fastopt's time per step and GB/s, the
+    peers' times and their ratio to fastopt (peer time / fastopt time: above 1 = fastopt
+    faster)."""
+    import numpy as np
+
+    groups = {}
+    for e in entries:
+        if e.name != UPDATE:
+            continue
+        p = e.params
+        key = (p.get("optimizer"), p.get("n"), p.get("dtype", "float32"),
+               p.get("target", "cpu"))
+        groups.setdefault(key, {})[p.get("impl", "fastopt")] = e.value
+    rows = []
+    n_state = {}
+    for (name, n, dtype, target), impls in groups.items():
+        per_step = {impl: (v / steps_per_call(n) if _ok(v) else math.nan)
+                    for impl, v in impls.items()}
+        if not any(_ok(v) for v in per_step.values()):
+            continue
+        if (name, dtype) not in n_state:
+            n_state[name, dtype] = state_arrays(name, dtype)
+        fast = per_step.get("fastopt", math.nan)
+        ns = n_state[name, dtype]
+        nbytes = (3 + 2 * ns) * np.dtype(dtype).itemsize * n if ns is not None else math.nan
+        row = dict(optimizer=name, n=n, dtype=dtype, target=target,
+                   fastopt_us=fast * 1e6, fastopt_gbps=_ratio(nbytes, fast) / 1e9)
+        for peer in UPDATE_PEERS:
+            row[f"{peer.replace('-', '_')}_us"] = per_step.get(peer, math.nan) * 1e6
+        for peer in UPDATE_PEERS:
+            row[f"{peer.replace('-', '_')}_x"] = _ratio(per_step.get(peer), fast)
+        rows.append(row)
+    order = {name: i for i, name in enumerate(dict.fromkeys(k[0] for k in groups))}
+    rows.sort(key=lambda r: (r["dtype"], r["target"], r["n"], order[r["optimizer"]]))
+    return rows
+
+
+def mlp_rows(entries):
+    """One row per timing (train_step, forward, forward+backward), batch size and target."""
+    groups = {}
+    for e in entries:
+        if not e.name.startswith(MLP_PREFIX):
+            continue
+        kind = MLP_KINDS.get(e.name[len(MLP_PREFIX):], e.name[len(MLP_PREFIX):])
+        key = (kind, e.params.get("batch"), e.params.get("target", "cpu"))
+        groups.setdefault(key, {})[e.params.get("impl", "fastopt")] = e.value
+    rows = []
+    for (kind, n, target), impls in groups.items():
+        fast, peer = _nan(impls.get("fastopt")), _nan(impls.get("torch"))
+        if not (_ok(fast) or _ok(peer)):
+            continue
+        rows.append(dict(what=kind, batch=n, target=target, fastopt_us=fast * 1e6,
+                         fastopt_samples_per_s=_ratio(n, fast), torch_us=peer * 1e6,
+                         torch_samples_per_s=_ratio(n, peer), torch_x=_ratio(peer, fast)))
+    kinds = list(MLP_KINDS.values())
+    rows.sort(key=lambda r: (r["target"], kinds.index(r["what"]) if r["what"] in kinds
+                             else len(kinds), r["batch"]))
+    return rows
+
+
+def convergence_rows(entries):
+    """One row per data set, optimizer and batch size: the three convergence tracks."""
+    groups = {}
+    for e in entries:
+        if not e.name.startswith(CONVERGENCE_PREFIX):
+            continue
+        cls, method = e.name[len(CONVERGENCE_PREFIX):].rsplit(".", 1)
+        if method not in CONVERGENCE_TRACKS:
+            continue
+        key = (cls.lower(), e.params.get("optimizer"), e.params.get("batch"))
+        groups.setdefault(key, {})[CONVERGENCE_TRACKS[method]] = _nan(e.value)
+    rows = []
+    for (dataset, name, n), tracks in groups.items():
+        if not any(_ok(v) for v in tracks.values()):
+            continue
+        row = dict(dataset=dataset, optimizer=name, batch=n)
+        for column in CONVERGENCE_TRACKS.values():
+            row[column] = tracks.get(column, math.nan)
+        if _ok(row["steps_to_target"]):
+            row["steps_to_target"] = int(row["steps_to_target"])
+        rows.append(row)
+    order = {name: i for i, name in enumerate(dict.fromkeys(k[1] for k in groups))}
+    rows.sort(key=lambda r: (r["dataset"], r["batch"], order[r["optimizer"]]))
+    return rows
+
+
+def _known(name):
+    return (name == UPDATE or name.startswith(MLP_PREFIX)
+            or (name.startswith(CONVERGENCE_PREFIX)
+                and name.rsplit(".", 1)[-1] in CONVERGENCE_TRACKS))
+
+
+def other_rows(entries):
+    """Every other benchmark (cold start, import, peak memory, new ones) as it is; seconds
+    and bytes in readable units. Skipped combinations are left out, failures kept."""
+    rows = []
+    for e in entries:
+        if _known(e.name) or (e.value is not None and math.isnan(e.value)):
+            continue
+        value, unit = e.value, {"seconds": "s"}.get(e.unit, e.unit)
+        if value is not None and unit == "bytes":
+            value, unit = value / 2**20, "MiB"
+        rows.append(dict(benchmark=e.name,
+                         params=", ".join(f"{k}={v}" for k, v in e.params.items()) or "-",
+                         value=math.nan if value is None else value,
+                         unit=unit if value is not None else "failed"))
+    return rows
+
+
+UPDATE_COLUMNS = (["optimizer", "n", "dtype", "target", "fastopt_us", "fastopt_gbps",
+                   "numpy_us", "torch_us", "torch_fused_us", "numpy_x", "torch_x",
+                   "torch_fused_x"],
+                  ["optimizer", "N", "dtype", "target", "fastopt us/step", "GB/s",
+                   "numpy us", "torch us", "fused us", "numpy x", "torch x", "fused x"])
+MLP_COLUMNS = (["what", "batch", "target", "fastopt_us", "fastopt_samples_per_s", "torch_us",
+                "torch_samples_per_s", "torch_x"],
+               ["timing", "batch", "target", "fastopt us", "samples/s", "torch us",
+                "torch samples/s", "torch x"])
+CONVERGENCE_COLUMNS = (["dataset", "optimizer", "batch", "test_accuracy_pct",
+                        "steps_to_target", "seconds_to_target"],
+                       ["data set", "optimizer", "batch", "test acc %", "steps to target",
+                        "s to target"])
+OTHER_COLUMNS = (["benchmark", "params", "value", "unit"],
+                 ["benchmark", "parameters", "value", "unit"])
+
+#: (file stem, title, rows function, (columns, headers))
+TABLES = (
+    ("asv_update", "update kernels: time per opt.step(); peer x = peer time / fastopt time",
+     update_rows, UPDATE_COLUMNS),
+    ("asv_mlp", "MLP 784-100-100-100-100-10 (float32, SGD): time per call; torch x = torch "
+     "time / fastopt time", mlp_rows, MLP_COLUMNS),
+    ("asv_convergence", "convergence: test accuracy after the fixed steps, steps and "
+     "training seconds to the target accuracy (- = not reached)", convergence_rows,
+     CONVERGENCE_COLUMNS),
+    ("asv_other", "cold start, import, memory and other benchmarks", other_rows,
+     OTHER_COLUMNS),
+)
+
+
+def build_tables(entries):
+    """{stem: (title, rows, (columns, headers))} for every table with rows."""
+    tables = {}
+    for stem, title, fn, cols in TABLES:
+        rows = fn(entries)
+        if rows:
+            tables[stem] = (title, rows, cols)
+    return tables
+
+
+def _cell(value):
+    """A table cell: thousands separators instead of exponents, 3 significant digits."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.3g}"
+    return str(value)
+
+
+def format_table(rows, columns, headers):
+    from .bench import format_table as fmt
+
+    return fmt([{c: _cell(r[c]) for c in columns} for r in rows], columns, headers)
+
+
+def write_csv(rows, columns, path):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# figures
+
+_IMPL_STYLE = {"fastopt": dict(color="C0", marker="o"), "numpy": dict(color="C2", marker="s"),
+               "torch": dict(color="C1", marker="^"),
+               "torch-fused": dict(color="C3", marker="v")}
+
+
+def plot_update(rows, dtype, target):
+    """Time per step versus N, log-log: one panel per optimizer, one line per implementation."""
+    from matplotlib.figure import Figure
+
+    rows = [r for r in rows if r["dtype"] == dtype and r["target"] == target]
+    names = list(dict.fromkeys(r["optimizer"] for r in rows))
+    ncols = min(5, len(names))
+    nrows = math.ceil(len(names) / ncols)
+    fig = Figure(figsize=(3.2 * ncols, 2.9 * nrows + 0.6), layout="constrained")
+    axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
+    for ax, name in zip(axes, names):
+        sub = sorted((r for r in rows if r["optimizer"] == name), key=lambda r: r["n"])
+        for impl in ("fastopt",) + UPDATE_PEERS:
+            col = f"{impl.replace('-', '_')}_us"
+            pts = [(r["n"], r[col]) for r in sub if _ok(r[col])]
+            if pts:
+                ax.plot(*zip(*pts), label=impl, **_IMPL_STYLE[impl])
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(name)
+        ax.grid(True, which="both", alpha=0.3)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    for ax in axes[::ncols]:
+        ax.set_ylabel("µs per step")
+    for ax in axes[(nrows - 1) * ncols:]:
+        ax.set_xlabel("N (elements)")
+    handles, labels = {}, {}
+    for ax in axes[:len(names)]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
+               ncols=len(handles))
+    fig.suptitle(f"opt.step() time per step, {dtype}, {target}")
+    return fig
+
+
+def plot_mlp(rows, target):
+    """Time per call versus batch size, log-log: one panel per timing, fastopt vs torch."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import NullLocator
+
+    rows = [r for r in rows if r["target"] == target]
+    kinds = list(dict.fromkeys(r["what"] for r in rows))
+    fig = Figure(figsize=(3.6 * len(kinds), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(kinds), squeeze=False).ravel()
+    for ax, kind in zip(axes, kinds):
+        sub = sorted((r for r in rows if r["what"] == kind), key=lambda r: r["batch"])
+        for impl in ("fastopt", "torch"):
+            pts = [(r["batch"], r[f"{impl}_us"]) for r in sub if _ok(r[f"{impl}_us"])]
+            if pts:
+                ax.plot(*zip(*pts), label=impl, **_IMPL_STYLE[impl])
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        batches = sorted({r["batch"] for r in sub})
+        ax.set_xticks(batches, [str(b) for b in batches])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_title(kind)
+        ax.set_xlabel("batch size")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    axes[0].set_ylabel("µs per call")
+    fig.suptitle(f"MLP 784-100-100-100-100-10, float32, SGD, {target}")
+    return fig
+
+
+def figures(tables):
+    """[(stem, Figure)] for the update and MLP tables."""
+    out = []
+    if "asv_update" in tables:
+        rows = tables["asv_update"][1]
+        for dtype, target in dict.fromkeys((r["dtype"], r["target"]) for r in rows):
+            if any(_ok(r["fastopt_us"]) or _ok(r["torch_us"]) for r in rows
+                   if r["dtype"] == dtype and r["target"] == target):
+                out.append((f"asv_update_{dtype}_{target}", plot_update(rows, dtype, target)))
+    if "asv_mlp" in tables:
+        rows = tables["asv_mlp"][1]
+        for target in dict.fromkeys(r["target"] for r in rows):
+            out.append((f"asv_mlp_{target}", plot_mlp(rows, target)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# the command
+
+
+def run(args):
+    """``fastopt bench asv-report``: print the tables, write CSV and PNG files into --out."""
+    import datetime
+
+    from . import runs
+
+    runs.check_out(args.out)
+    selection = select(args.results, args.machine, args.commit)
+    tables = build_tables(selection.entries)
+    out = runs.make_out_dir(args.out, "bench-asv-report")
+    args._out_dir = str(out)
+    resolved = dict(machine=selection.machine, commit=selection.commit, files=selection.files)
+    runs.write_settings(out, "bench asv-report", vars(args), args._argv, resolved=resolved)
+    when = ""
+    if selection.date:
+        date = datetime.datetime.fromtimestamp(selection.date / 1000, datetime.timezone.utc)
+        when = f" (commit date {date:%Y-%m-%d %H:%M} UTC)"
+    print(f"asv results: machine {selection.machine}, commit {selection.commit[:12]}{when}, "
+          f"{len(selection.files)} file(s)")
+    for note in selection.notes:
+        print(f"note: {note}")
+    if not tables:
+        print("no results with values for this commit (every benchmark skipped or failed)")
+    for stem, (title, rows, (columns, headers)) in tables.items():
+        print(f"\n{title}")
+        print(format_table(rows, columns, headers))
+        runs.wrote(write_csv(rows, columns, out / f"{stem}.csv"), "the table above")
+    figs = figures(tables)
+    if figs:
+        runs.use_agg()
+        for stem, fig in figs:
+            for path in runs.save_figure(fig, out, stem, svg=args.svg):
+                runs.wrote(path, "time per step" if "update" in stem else
+                           "time per call versus batch size")
+    runs.update_settings(out, status="complete")
+    return tables

@@ -1,0 +1,261 @@
+"""``fastopt bench asv-report`` on small synthetic asv results (no asv run needed), and the
+asv suite's own invariants (grids, the smoke switch, numbers shared with the report)."""
+
+import itertools
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fastopt import asvreport, cli
+
+UPDATE = asvreport.UPDATE
+COLUMNS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
+           "stats_ci_99_b", "stats_q_25", "stats_q_75", "stats_number", "stats_repeat",
+           "samples", "profile"]
+NAN = float("nan")
+
+
+def _params(*lists):
+    return [[repr(v) for v in values] for values in lists]
+
+
+def _benchmarks():
+    """{name: (param_names, params as asv stores them, unit, values in product order)}"""
+    opts, sizes, dtypes = ["sgd", "adam", "lion"], [1000, 1000000], ["float32"]
+    targets, impls = ["cpu", "cuda"], ["fastopt", "numpy", "torch", "torch-fused"]
+    per_step = {"fastopt": 10e-6, "numpy": 30e-6, "torch": 50e-6, "torch-fused": 20e-6}
+    update = []
+    for name, n, dtype, target, impl in itertools.product(opts, sizes, dtypes, targets, impls):
+        if target == "cuda" or (name == "lion" and impl.startswith("torch")):
+            update.append(NAN)  # skipped
+        elif name == "sgd" and impl == "numpy" and n == 1000:
+            update.append(None)  # failed
+        else:
+            scale = n / 1000  # time grows with N
+            update.append(per_step[impl] * scale * asvreport.steps_per_call(n))
+    mlp = {}
+    for method, base in (("time_train_step", 1e-3), ("time_forward", 2e-4),
+                         ("time_forward_backward", 8e-4)):
+        mlp[f"bench_nn.MLP.{method}"] = (
+            ["batch", "target", "impl"], _params([1, 32], ["cpu", "cuda"], ["fastopt", "torch"]),
+            "seconds",
+            [NAN if t == "cuda" else base * (1 + b / 32) * (2.5 if i == "torch" else 1)
+             for b, t, i in itertools.product([1, 32], ["cpu", "cuda"], ["fastopt", "torch"])])
+    conv = {}
+    for cls, skipped in (("ConvergenceDigits", False), ("ConvergenceMNIST", True)):
+        for method, values in (("track_test_accuracy", [96.5, 94.0, 97.25, 95.5]),
+                               ("track_steps_to_target", [120.0, NAN, 60.0, 250.0]),
+                               ("track_seconds_to_target", [0.25, NAN, 0.125, 0.5])):
+            conv[f"bench_train.{cls}.{method}"] = (
+                ["optimizer", "batch"], _params(["sgd", "adam"], [32, 128]),
+                {"track_test_accuracy": "%", "track_steps_to_target": "steps",
+                 "track_seconds_to_target": "seconds"}[method],
+                [NAN] * 4 if skipped else values)
+    return {
+        UPDATE: (["optimizer", "n", "dtype", "target", "impl"],
+                 _params(opts, sizes, dtypes, targets, impls), "seconds", update),
+        **mlp, **conv,
+        "bench_train.TrainingMemory.peakmem_fit_digits": ([], [], "bytes", [300 * 2**20]),
+        "bench_import.ColdStart.track_first_train_step": (
+            ["numba_cache"], _params(["empty", "warm"]), "seconds", [21.5, 0.75]),
+        "bench_import.Import.timeraw_import": (
+            ["module"], _params(["fastopt", "fastopt.nn"]), "seconds", [3e-4, None]),
+    }
+
+
+def _write_results(root, machine="testbox", commits=(("a" * 40, 1_700_000_000_000),
+                                                     ("b" * 40, 1_800_000_000_000))):
+    """A results folder as asv 0.6 writes it: benchmarks.json, <machine>/machine.json and
+    one file per commit. The older commit's values are 10x the newer's (to tell them apart)."""
+    os.makedirs(root / machine, exist_ok=True)
+    bench = _benchmarks()
+    info = {"version": 2}
+    for name, (names, params, unit, _) in bench.items():
+        info[name] = {"name": name, "param_names": names, "params": params, "unit": unit,
+                      "type": name.rsplit(".", 1)[-1].split("_")[0], "version": "1"}
+    (root / "benchmarks.json").write_text(json.dumps(info))
+    (root / machine / "machine.json").write_text(json.dumps(
+        {"machine": machine, "arch": "x86_64", "cpu": "test", "num_cpu": "2", "os": "Linux",
+         "ram": "1", "version": 1}))
+    for k, (commit, date) in enumerate(commits):
+        factor = 10.0 if k < len(commits) - 1 else 1.0
+        results = {}
+        for name, (names, params, unit, values) in bench.items():
+            vals = [v * factor if isinstance(v, float) and not math.isnan(v)
+                    and "track_test_accuracy" not in name else v for v in values]
+            results[name] = [vals, params, "1", date + 1000 * k, 1.0]
+        data = {"commit_hash": commit, "env_name": "existing-py_usr_bin_python3",
+                "date": date, "params": {"machine": machine, "python": "3.11"},
+                "python": "3.11", "requirements": {}, "env_vars": {},
+                "result_columns": COLUMNS, "results": results, "durations": {}, "version": 2}
+        (root / machine / f"{commit[:8]}-existing-py_usr_bin_python3.json").write_text(
+            json.dumps(data))
+    return root
+
+
+@pytest.fixture
+def results(tmp_path):
+    return _write_results(tmp_path / "results")
+
+
+def _rows(rows, **match):
+    return [r for r in rows if all(r[k] == v for k, v in match.items())]
+
+
+def test_select_picks_the_latest_commit_and_reads_every_benchmark(results):
+    sel = asvreport.select(str(results), use_asv=False)
+    assert sel.machine == "testbox" and sel.commit == "b" * 40
+    names = {e.name for e in sel.entries}
+    assert set(_benchmarks()) == names
+    older = asvreport.select(str(results), commit="aaaa", use_asv=False)
+    assert older.commit == "a" * 40
+
+
+def test_update_rows_per_step_times_bandwidth_and_ratios(results):
+    rows = asvreport.update_rows(asvreport.select(str(results), use_asv=False).entries)
+    adam = _rows(rows, optimizer="adam", n=1000, target="cpu")[0]
+    assert adam["fastopt_us"] == pytest.approx(10.0)  # divided by steps_per_call(1000)
+    # Adam: 2 state arrays -> (3 + 4) * 4 bytes * 1000 per step in 10 us
+    assert adam["fastopt_gbps"] == pytest.approx(7 * 4 * 1000 / 10e-6 / 1e9)
+    assert adam["numpy_x"] == pytest.approx(3.0)
+    assert adam["torch_x"] == pytest.approx(5.0)
+    assert adam["torch_fused_x"] == pytest.approx(2.0)
+    sgd = _rows(rows, optimizer="sgd", n=1000000)[0]  # SGD with momentum: 1 state array
+    assert sgd["fastopt_gbps"] == pytest.approx(5 * 4 * 1e6 / 10e-3 / 1e9)
+    failed = _rows(rows, optimizer="sgd", n=1000)[0]
+    assert math.isnan(failed["numpy_us"]) and math.isnan(failed["numpy_x"])
+    lion = _rows(rows, optimizer="lion", n=1000)[0]
+    assert math.isnan(lion["torch_x"]) and lion["numpy_x"] == pytest.approx(3.0)
+    assert not _rows(rows, target="cuda")  # every cuda combination was skipped
+
+
+def test_mlp_convergence_and_other_rows(results):
+    entries = asvreport.select(str(results), use_asv=False).entries
+    mlp = asvreport.mlp_rows(entries)
+    step = _rows(mlp, what="train_step", batch=32)[0]
+    assert step["fastopt_us"] == pytest.approx(2000.0)
+    assert step["fastopt_samples_per_s"] == pytest.approx(32 / 2e-3)
+    assert step["torch_x"] == pytest.approx(2.5)
+    assert [r["what"] for r in mlp[::2]] == ["train_step", "forward", "forward+backward"]
+    conv = asvreport.convergence_rows(entries)
+    assert {r["dataset"] for r in conv} == {"digits"}  # MNIST skipped entirely
+    adam32 = _rows(conv, optimizer="adam", batch=32)[0]
+    assert adam32["test_accuracy_pct"] == 97.25 and adam32["steps_to_target"] == 60
+    assert adam32["seconds_to_target"] == pytest.approx(0.125)
+    assert math.isnan(_rows(conv, optimizer="sgd", batch=128)[0]["steps_to_target"])
+    other = {(r["benchmark"].rsplit(".", 2)[-2], r["params"]): r
+             for r in asvreport.other_rows(entries)}
+    assert other["TrainingMemory", "-"]["value"] == pytest.approx(300.0)
+    assert other["TrainingMemory", "-"]["unit"] == "MiB"
+    assert other["ColdStart", "numba_cache=empty"]["unit"] == "s"
+    assert other["Import", "module=fastopt.nn"]["unit"] == "failed"
+
+
+def test_asv_reader_and_json_reader_agree(results):
+    pytest.importorskip("asv")
+    a = asvreport.select(str(results), use_asv=True)
+    b = asvreport.select(str(results), use_asv=False)
+    assert a.commit == b.commit and len(a.entries) == len(b.entries)
+    for x, y in zip(a.entries, b.entries):
+        assert (x.name, x.params, x.unit) == (y.name, y.params, y.unit)
+        assert (x.value is None) == (y.value is None)
+        if x.value is not None:
+            assert x.value == y.value or (math.isnan(x.value) and math.isnan(y.value))
+
+
+def test_json_reader_reads_what_asv_writes(tmp_path):
+    """A file written by asv's own Results.save reads the same with both readers."""
+    pytest.importorskip("asv")
+    from asv.results import Results
+    from asv.runner import BenchmarkResult
+
+    params = _params(["adam"], [1000, 1000000], ["float32"], ["cpu"], ["fastopt", "torch"])
+    r = Results({"machine": "box"}, {}, "c" * 40, 1_700_000_000_000, "3.11", "env", {})
+    r.add_result({"name": UPDATE, "version": "1", "params": params},
+                 BenchmarkResult(result=[1e-3, NAN, 2e-3, None], samples=[None] * 4,
+                                 number=[None] * 4, errcode=0, stderr="", profile=None))
+    r.save(str(tmp_path))
+    (path,) = (tmp_path / "box").glob("*.json")
+    for use_asv in (True, False):
+        f = asvreport.read_file(str(path), use_asv)
+        assert f.commit == "c" * 40
+        got_params, values = f.results[UPDATE]
+        assert got_params == params
+        assert values[0] == 1e-3 and math.isnan(values[1]) and values[3] is None
+
+
+def test_command_writes_tables_and_figures(results, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert cli.main(["bench", "asv-report", "--results", str(results), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "machine testbox, commit bbbbbbbbbbbb" in text
+    assert "update kernels" in text and "convergence" in text and "fused x" in text
+    for name in ("asv_update.csv", "asv_mlp.csv", "asv_convergence.csv", "asv_other.csv",
+                 "asv_update_float32_cpu.png", "asv_mlp_cpu.png", "settings.json"):
+        assert (out / name).stat().st_size > 0, name
+    assert not (out / "asv_update_float32_cuda.png").exists()
+    header = (out / "asv_update.csv").read_text().splitlines()[0]
+    assert header.startswith("optimizer,n,dtype,target,fastopt_us,fastopt_gbps")
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["status"] == "complete" and settings["resolved"]["commit"] == "b" * 40
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--results", "{tmp}/nothing"], "no asv results under"),
+    (["--machine", "other"], "--machine other: no results for it"),
+    (["--commit", "f00"], "--commit f00: no results for it"),
+])
+def test_command_errors_name_the_problem(results, tmp_path, capsys, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    if "--results" not in argv:
+        argv += ["--results", str(results)]
+    assert cli.main(["bench", "asv-report", *argv, "--out", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_damaged_file_is_skipped_with_a_note(results):
+    (results / "testbox" / "zzzz-broken.json").write_text("{not json")
+    sel = asvreport.select(str(results), use_asv=False)
+    assert sel.commit == "b" * 40
+    assert any("zzzz-broken.json" in n for n in sel.notes)
+
+
+# ---------------------------------------------------------------------------------------
+# the suite's invariants
+
+
+def test_report_and_suite_share_steps_per_call_and_hyperparameters():
+    from benchmarks import common
+
+    from fastopt import bench, optim
+
+    for n in (1, 999, 1000, 1001, 100000, 10**7):
+        assert common.steps_per_call(n) == asvreport.steps_per_call(n)
+    assert common.BENCH_HYPER == bench.BENCH_HYPER
+    assert set(common.OPTIMIZERS) == set(optim.OPTIMIZERS)
+    assert asvreport.state_arrays("sgd") == 1  # momentum 0.9
+    assert asvreport.state_arrays("adam") == 2
+    assert asvreport.state_arrays("nope") is None
+
+
+def test_smoke_switch_shrinks_every_grid():
+    code = ("import json; from benchmarks import common as c; print(json.dumps([c.SMOKE, "
+            "c.SIZES, c.DTYPES, c.UPDATE_OPTIMIZERS, c.BATCH_SIZES, c.CONVERGENCE_BATCHES, "
+            "c.CONVERGENCE['mnist']['max_steps']]))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    got = {}
+    for flag in ("1", "0"):
+        env = dict(os.environ, FASTOPT_ASV_SMOKE=flag)
+        out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, check=True,
+                             capture_output=True, text=True).stdout
+        got[flag] = json.loads(out)
+    smoke, full = got["1"], got["0"]
+    assert smoke[0] is True and full[0] is False
+    for s, f in zip(smoke[1:6], full[1:6]):
+        assert 1 <= len(s) <= 2 and len(s) < len(f)
+    assert full[1] == [1000, 100000, 1000000, 10000000] and full[4] == [1, 32, 128, 512]
+    assert smoke[6] < full[6]
