@@ -457,7 +457,7 @@ def _cell(value):
     if isinstance(value, float):
         if math.isnan(value):
             return "-"
-        if abs(value) >= 1000:
+        if abs(value) >= 999.5:  # what .3g would print as 1e+03 and up
             return f"{value:,.0f}"
         return f"{value:.3g}"
     return str(value)
