@@ -380,8 +380,7 @@ def plot_comparison(plan, results, batch_size, title=None):
     handles, labels = ax_lt.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)),
                title="optimizer", fontsize="small")
-    seeds_text = (f"mean of {seeds} seeds, band: min..max" if seeds > 1
-                  else f"seed {plan.seeds[0]}")
+    seeds_text = training.seeds_text(plan.seeds)
     fig.suptitle(title or (
         f"ReLU MLP {training.network_text(plan.data, plan.hidden)} on {plan.data.name}, batch "
         f"{batch_size}, {budget} per run, {seeds_text}"

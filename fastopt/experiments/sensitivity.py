@@ -313,8 +313,7 @@ def plot_sensitivity(plan, points, title=None):
     ax_acc.legend(title="optimizer", fontsize="small", loc="upper left")
     budget = (f"{plan.steps} steps" if plan.steps is not None
               else f"{plan.seconds:g} s of training")
-    seeds = (f"mean of {len(plan.seeds)} seeds, band: min..max" if len(plan.seeds) > 1
-             else f"seed {plan.seeds[0]}")
+    seeds = training.seeds_text(plan.seeds)
     fig.suptitle(title or (
         f"Learning-rate sensitivity: ReLU MLP {training.network_text(plan.data, plan.hidden)} "
         f"on {plan.data.name}, batch {plan.batch_size}, {budget} per run, {seeds}"

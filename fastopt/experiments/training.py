@@ -347,3 +347,10 @@ def settings_of(config):
     """``lr=0.02 momentum=0.9`` for tables and CSV files."""
     return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                     for k, v in config.kwargs.items())
+
+
+def seeds_text(seeds):
+    """How a figure title names the seeds it shows."""
+    if len(seeds) > 1:
+        return f"mean of {len(seeds)} seeds, band: min..max"
+    return f"seed {seeds[0]}"
