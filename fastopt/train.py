@@ -9,6 +9,10 @@ computes each step's optimizer scalars (learning rate, bias corrections) into a 
 kernel gathers every mini-batch and runs forward, backward and the update, so even
 batch-size-1 SGD runs at kernel speed. Dropout and optimizers that need the gradient norm
 (``skip_nonfinite``, ``max_grad_norm``) use the per-step ``model.train_step`` instead.
+
+With a ``target="cuda"`` model the data go to the device once; each chunk sends its
+mini-batch indices, gathers every batch on the device and queues the steps, and the
+chunk's losses are read (one wait for the device) when it ends.
 """
 
 import csv
@@ -137,7 +141,8 @@ class EarlyStopping:
         if self._improved(value):
             self.best, self.best_step, self.bad = value, record["step"], 0
             if self.restore_best:
-                self.best_params = params.copy()
+                self.best_params = (params.copy_to_host() if hasattr(params, "copy_to_host")
+                                    else params.copy())
             return False
         self.bad += 1
         return self.bad >= self.patience
@@ -259,6 +264,11 @@ def fit(model, optimizer, data, batch_size=128, epochs=None, max_steps=None, tim
     seed : seeds the mini-batch order (the model's own generator seeds dropout)
     progress : tqdm progress bar (shown only on a terminal)
     drop_last, replacement : see ``epoch_batches``
+
+    With a ``target="cuda"`` model, ``data`` (host arrays) is checked and copied to the
+    device once. The losses of a chunk of steps (up to the next evaluation) are read when
+    the chunk ends, so a divergence is reported at its first non-finite loss but the
+    parameters are those after the whole chunk.
     """
     from tqdm.auto import tqdm
 
@@ -307,6 +317,11 @@ def fit(model, optimizer, data, batch_size=128, epochs=None, max_steps=None, tim
     history = History()
     compiled = not (model.dropout > 0 or optimizer.skip_nonfinite
                     or optimizer.max_grad_norm is not None)
+    device = model.target == "cuda"
+    if device:  # once: the training set, and the test set for the evaluations
+        same = X_test is X
+        X, y = model._to_device(X, y)
+        X_test = X if same else model._to_device(X_test)[0]
     history.compile_time = _warm_up(model, optimizer, X, y, batch_size, compiled)
     if early_stopping is not None:
         early_stopping.reset()
@@ -350,7 +365,9 @@ def fit(model, optimizer, data, batch_size=128, epochs=None, max_steps=None, tim
                 chunk = max(1, min(chunk, int(min(0.25, time_budget - train_time) / per_step)))
             batch, queue = queue[:chunk], queue[chunk:]
             t0 = time.perf_counter()
-            if compiled:
+            if device:
+                losses, done = _run_device(model, optimizer, X, y, batch)
+            elif compiled:
                 losses, done = _run_compiled(model, optimizer, X, y, batch)
             else:
                 losses = []
@@ -378,7 +395,10 @@ def fit(model, optimizer, data, batch_size=128, epochs=None, max_steps=None, tim
                 if early_stopping is not None and early_stopping.update(rec, model.params):
                     history.stopped = "early_stopping"
                     if early_stopping.restore_best and early_stopping.best_params is not None:
-                        model.params[:] = early_stopping.best_params
+                        if device:
+                            model.params.copy_to_device(early_stopping.best_params)
+                        else:
+                            model.params[:] = early_stopping.best_params
                     break
     finally:
         bar.close()
@@ -421,11 +441,40 @@ def _run_compiled(model, optimizer, X, y, batch):
     return list(losses[:min(done + 1, len(batch))]), done
 
 
+def _run_device(model, optimizer, X, y, batch):
+    """Queue the mini-batches ``batch`` (index arrays) on the GPU; X, y are on the device."""
+    from numba import cuda
+
+    optimizer._refresh_if_edited()
+    net = model._gpu
+    index = cuda.to_device(np.concatenate(batch))
+    losses = cuda.device_array(len(batch), model.dtype)
+    start = 0
+    for k, idx in enumerate(batch):
+        plan = net.plan(len(idx))
+        xb, yb = net.gather(plan, X, y, index, start, len(idx))
+        net.train_step(xb, yb, optimizer, losses, k, plan)
+        start += len(idx)
+    net.confirm()  # waits for the chunk
+    values = losses.copy_to_host()
+    bad = np.flatnonzero(~np.isfinite(values))
+    done = int(bad[0]) if bad.size else len(batch)
+    return list(values[:min(done + 1, len(batch))]), done
+
+
 def _warm_up(model, optimizer, X, y, batch_size, compiled):
     """Compile the kernels fit will use on throwaway copies; returns the seconds spent."""
     import copy
 
     t0 = time.perf_counter()
+    if model.target == "cuda":  # one step, then parameters and optimizer state put back
+        saved = model.params.copy_to_host(), optimizer.state_dict()
+        nb = min(batch_size, X.shape[0])
+        _run_device(model, optimizer, X, y, [np.arange(nb)])
+        model.params.copy_to_device(saved[0])
+        optimizer.load_state_dict(saved[1])
+        model.evaluate(X[:nb], y.copy_to_host()[:nb])
+        return time.perf_counter() - t0
     m, o = copy.deepcopy((model, optimizer))
     nb = min(batch_size, X.shape[0])
     if compiled:

@@ -78,7 +78,12 @@ def require():
 scalar = cuda = None
 
 
-def _update_kernel(p, g, s0, s1, s2, h, f):
+def _update_kernel(p, g, s0, s1, s2, h, f, status):
+    # status: None, or a device status word (fastopt.nn.cuda): a step whose input was
+    # rejected on the device changes nothing
+    if status is not None:
+        if status[0] != 0 or status[1] != 0:
+            return
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for i in range(start, p.size, stride):
@@ -96,7 +101,8 @@ def _update_kernel(p, g, s0, s1, s2, h, f):
             s2[i] = a2
 
 
-def _with_globals(fn, name, **bindings):
+def with_globals(fn, name, **bindings):
+    """A copy of the module-level function ``fn`` whose globals include ``bindings``."""
     env = dict(fn.__globals__)
     env.update(bindings)
     copy = types.FunctionType(fn.__code__, env, name, fn.__defaults__, fn.__closure__)
@@ -117,12 +123,12 @@ def device_rule(name):
     """The scalar rule ``name`` as an inline device function."""
     rule = RULES[name]
     return _import_cuda().jit(device=True, inline="always")(
-        _with_globals(rule.scalar, f"{name}_device", **_device_helpers()))
+        with_globals(rule.scalar, f"{name}_device", **_device_helpers()))
 
 
 def kernel_function(name):
     """The Python function of the update kernel for rule ``name`` (for ``compile_ptx``)."""
-    return _with_globals(_update_kernel, f"{name}_update_cuda", scalar=device_rule(name),
+    return with_globals(_update_kernel, f"{name}_update_cuda", scalar=device_rule(name),
                          cuda=_import_cuda())
 
 
@@ -138,27 +144,28 @@ def launch_config(n):
     return max(1, min(MAX_BLOCKS, math.ceil(n / tpb))), tpb
 
 
-def update(name, p, g, s0, s1, s2, hyper, flags, stream=0):
+def update(name, p, g, s0, s1, s2, hyper, flags, stream=0, status=None):
     """Apply rule ``name`` in place to 1-D contiguous device arrays (no validation here).
 
     ``hyper``: host values ordered as ``RULES[name].hyper`` (cast to p's dtype here);
-    ``flags``: host integers ordered as ``RULES[name].flags``."""
+    ``flags``: host integers ordered as ``RULES[name].flags``; ``status``: None or an int64
+    device array whose first two entries, if not both 0, turn the update into a no-op."""
     n = p.size
     if n == 0:
         return
     h = tuple(p.dtype.type(v) for v in np.asarray(hyper).tolist())
     f = tuple(np.int64(v) for v in np.asarray(flags).tolist())
     blocks, tpb = launch_config(n)
-    update_kernel(name)[blocks, tpb, stream](p, g, s0, s1, s2, h, f)
+    update_kernel(name)[blocks, tpb, stream](p, g, s0, s1, s2, h, f, status)
 
 
 # ---------------------------------------------------------------------------------------
 # PTX (compilation check without a GPU)
 
 
-def signature(name, dtype, state):
+def signature(name, dtype, state, gated=False):
     """The kernel signature for rule ``name``: ``state`` is a tuple of three booleans (which
-    of s0..s2 are arrays; the others are None)."""
+    of s0..s2 are arrays; the others are None); ``gated``: with a status word."""
     from numba import types as nt
 
     real = nt.float32 if np.dtype(dtype) == np.float32 else nt.float64
@@ -166,13 +173,14 @@ def signature(name, dtype, state):
     rule = RULES[name]
     slots = tuple(arr if used else nt.none for used in state)
     return (arr, arr) + slots + (nt.UniTuple(real, len(rule.hyper)),
-                                 nt.UniTuple(nt.int64, len(rule.flags)))
+                                 nt.UniTuple(nt.int64, len(rule.flags)),
+                                 nt.Array(nt.int64, 1, "C") if gated else nt.none)
 
 
-def ptx(name, dtype, state, cc=(9, 0)):
+def ptx(name, dtype, state, cc=(9, 0), gated=False):
     """PTX text of the update kernel (no GPU or driver needed; the simulator must be off)."""
-    code, _ = _import_cuda().compile_ptx(kernel_function(name), signature(name, dtype, state),
-                                         cc=cc)
+    code, _ = _import_cuda().compile_ptx(kernel_function(name),
+                                         signature(name, dtype, state, gated), cc=cc)
     return code
 
 

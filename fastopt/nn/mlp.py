@@ -7,6 +7,7 @@ import numpy as np
 from .. import _checks
 from .. import init as initializers
 from ..kernels import cpu
+from ..kernels import cuda as gpu
 from ..kernels.jit import variant
 from . import kernels as K
 
@@ -65,8 +66,9 @@ class MLP:
         ``model.running_var[i]`` are model state.
     seed : int, seeds the weights and the dropout masks
     dtype : "float32" or "float64"
-    target : "cpu" ("cuda": the MLP kernels are not there yet; without a GPU the error says
-        what is missing)
+    target : "cpu" or "cuda" (parameters, gradients, optimizer state and activations on the
+        GPU: ``model.params`` is a Numba device array; no dropout or batch norm there yet;
+        without a GPU the error says what is missing)
     loss : "cross_entropy" or "mse"
 
     Examples
@@ -106,11 +108,11 @@ class MLP:
         if target not in ("cpu", "cuda"):
             raise ValueError(f"target must be 'cpu' or 'cuda', got {target!r}")
         if target == "cuda":
-            from ..kernels import cuda as gpu
-
             gpu.require()  # says what is missing: driver, GPU or pip install "fastopt[cuda]"
-            raise NotImplementedError("the MLP has no CUDA kernels yet (the optimizers' "
-                                      "update kernels do); use target=\"cpu\"")
+            for name, on in (("dropout", dropout > 0), ("batch_norm", batch_norm)):
+                if on:
+                    raise ValueError(f"{name} has no GPU kernels yet: use target=\"cpu\" "
+                                     f"or turn {name} off")
         dtype = np.dtype(dtype)
         if dtype not in _checks.FLOAT_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
@@ -146,27 +148,14 @@ class MLP:
         self.params = np.zeros(w, dtype=dtype)
         self.grads = np.zeros(w, dtype=dtype)
 
-        def views(buf, col, width):
-            return [buf[r[col]:r[col] + width(i)] for i, r in enumerate(layout) if r[col] >= 0]
-
-        fan = list(zip(sizes[:-1], sizes[1:]))
-        self.weights = [v.reshape(fi, fo) for v, (fi, fo) in
-                        zip(views(self.params, 0, lambda i: fan[i][0] * fan[i][1]), fan)]
-        self.weight_grads = [v.reshape(fi, fo) for v, (fi, fo) in
-                             zip(views(self.grads, 0, lambda i: fan[i][0] * fan[i][1]), fan)]
-        self.biases = views(self.params, 1, lambda i: fan[i][1])
-        self.bias_grads = views(self.grads, 1, lambda i: fan[i][1])
-        self.gammas = views(self.params, 2, lambda i: fan[i][1])
-        self.betas = views(self.params, 3, lambda i: fan[i][1])
-        self.gamma_grads = views(self.grads, 2, lambda i: fan[i][1])
-        self.beta_grads = views(self.grads, 3, lambda i: fan[i][1])
+        self._make_views()
         for g in self.gammas:
             g[:] = 1
         # running statistics (state, not parameters): [means | variances]
         self._running = np.zeros(2 * stat, dtype=dtype)
         self._running[stat:] = 1
         self._stats = np.zeros(2 * stat, dtype=dtype)
-        widths = [fo for fi, fo in fan[:-1]] if batch_norm else []
+        widths = list(sizes[1:-1]) if batch_norm else []
         bounds = np.cumsum([0] + widths)
         self.running_mean = [self._running[s:e] for s, e in zip(bounds[:-1], bounds[1:])]
         self.running_var = [self._running[stat + s:stat + e]
@@ -175,6 +164,36 @@ class MLP:
         for W in self.weights:
             fill(W, self.rng)
         self._buffers = {}
+        self._gpu = None
+        if target == "cuda":  # same initial values as on the CPU, then on the device
+            from . import cuda as device
+
+            c = gpu._import_cuda()
+            self.params = c.to_device(self.params)
+            self.grads = c.to_device(self.grads)
+            self._make_views()
+            self._gpu = device.DeviceNet(self)
+
+    def _make_views(self):
+        """Per-layer views into params and grads (host arrays or device arrays)."""
+        fan = list(zip(self.sizes[:-1], self.sizes[1:]))
+
+        def views(buf, col, width):
+            return [buf[r[col]:r[col] + width(i)] for i, r in enumerate(self._layout)
+                    if r[col] >= 0]
+
+        def matrices(buf):
+            return [v.reshape(fi, fo) for v, (fi, fo) in
+                    zip(views(buf, 0, lambda i: fan[i][0] * fan[i][1]), fan)]
+
+        self.weights = matrices(self.params)
+        self.weight_grads = matrices(self.grads)
+        self.biases = views(self.params, 1, lambda i: fan[i][1])
+        self.bias_grads = views(self.grads, 1, lambda i: fan[i][1])
+        self.gammas = views(self.params, 2, lambda i: fan[i][1])
+        self.betas = views(self.params, 3, lambda i: fan[i][1])
+        self.gamma_grads = views(self.grads, 2, lambda i: fan[i][1])
+        self.beta_grads = views(self.grads, 3, lambda i: fan[i][1])
 
     # -----------------------------------------------------------------------------------
     # input checks
@@ -237,6 +256,37 @@ class MLP:
             raise ValueError(f"{name} contains NaN or inf")
         return y
 
+    def _to_device(self, X, y=None, name="X", yname="y"):
+        """(X, y) as device arrays for target="cuda". Host arrays get the full checks and
+        one copy; device arrays (Numba, CuPy, torch CUDA: any ``__cuda_array_interface__``)
+        are used in place after checks of dtype and shape; their values are checked on the
+        device by train_step."""
+        c = gpu._import_cuda()
+        if gpu.is_device_array(X):
+            X = X if hasattr(X, "copy_to_host") else c.as_cuda_array(X)
+            if X.dtype != self.dtype or X.ndim != 2 or X.shape[1] != self.sizes[0]:
+                raise ValueError(f"{name} on the GPU must be a {self.dtype} array of shape "
+                                 f"(n, {self.sizes[0]}), got {X.dtype} {X.shape}")
+            if not X.is_c_contiguous() or X.shape[0] == 0:
+                raise ValueError(f"{name} on the GPU must be C-contiguous with rows")
+        else:
+            X = c.to_device(self._check_X(X, name))
+        if y is None:
+            return X, None
+        n = X.shape[0]
+        if gpu.is_device_array(y):
+            y = y if hasattr(y, "copy_to_host") else c.as_cuda_array(y)
+            if self.loss == "cross_entropy":
+                want, shape = np.dtype(np.int64), (n,)
+            else:
+                want, shape = self.dtype, (n, self.sizes[-1])
+            if y.dtype != want or y.shape != shape or not y.is_c_contiguous():
+                raise ValueError(f"{yname} on the GPU must be a C-contiguous {want} array of "
+                                 f"shape {shape}, got {y.dtype} {y.shape}")
+        else:
+            y = c.to_device(self._check_y(y, n, yname))
+        return X, y
+
     # -----------------------------------------------------------------------------------
     # buffers and masks
 
@@ -280,6 +330,16 @@ class MLP:
 
     def forward(self, X):
         """Outputs (logits for cross_entropy) in evaluation mode: no dropout. A new array."""
+        if self._gpu is not None:
+            on_device = gpu.is_device_array(X)
+            X, _ = self._to_device(X)
+            self._gpu.confirm()
+            logits = self._gpu.forward(X)
+            if not on_device:
+                return logits.copy_to_host()
+            out = gpu._import_cuda().device_array(logits.shape, self.dtype)
+            out.copy_to_device(logits)
+            return out
         X = self._check_X(X)
         n = X.shape[0]
         out = K.forward_kernel(self.activation)(self._workspace(n), self.params, X, self._net(False, n))
@@ -287,6 +347,10 @@ class MLP:
 
     def loss_and_grad(self, X, y):
         """Training-mode loss of the batch; fills ``model.grads``."""
+        if self._gpu is not None:
+            X, y = self._to_device(X, y)
+            self._gpu.confirm()
+            return self._gpu.loss_and_grad(X, y)
         X = self._check_X(X)
         y = self._check_y(y, X.shape[0])
         return self._loss_and_grad(X, y)
@@ -301,15 +365,29 @@ class MLP:
                                                                  y, net)
 
     def evaluate(self, X, y, batch_size=4096):
-        """(mean loss, accuracy) in evaluation mode; accuracy is NaN for the mse loss."""
-        X = self._check_X(X)
+        """(mean loss, accuracy) in evaluation mode; accuracy is NaN for the mse loss.
+
+        With target="cuda" the forward passes run on the device (X may be a device array,
+        taken there once) and the logits of each chunk come back for the loss."""
+        if self._gpu is not None:
+            X, _ = self._to_device(X, None)
+            if gpu.is_device_array(y):
+                y = (y if hasattr(y, "copy_to_host") else
+                     gpu._import_cuda().as_cuda_array(y)).copy_to_host()
+            self._gpu.confirm()
+        else:
+            X = self._check_X(X)
         y = self._check_y(y, X.shape[0])
         total, hits = 0.0, 0
         loss_fn = K.LOSSES[self.loss]
         for start in range(0, X.shape[0], batch_size):
             xb, yb = X[start:start + batch_size], y[start:start + batch_size]
             nb = xb.shape[0]
-            out = K.forward_kernel(self.activation)(self._workspace(nb), self.params, xb, self._net(False, nb))
+            if self._gpu is not None:
+                out = self._gpu.forward(xb).copy_to_host()
+            else:
+                out = K.forward_kernel(self.activation)(self._workspace(nb), self.params, xb,
+                                                        self._net(False, nb))
             total += loss_fn(out, out, yb, False) * xb.shape[0]
             if self.loss == "cross_entropy":
                 hits += K.correct_count(out, yb)
@@ -325,12 +403,16 @@ class MLP:
     def train_step(self, X, y, optimizer):
         """Forward, backward and the optimizer update of one mini-batch; returns the loss.
 
-        One compiled call. With ``skip_nonfinite`` or ``max_grad_norm`` on the optimizer the
+        One compiled call. With target="cuda": a fixed number of kernel launches that do
+        not wait for the device, and the loss is a ``fastopt.nn.cuda.DeviceLoss`` (reading
+        it, e.g. ``float(loss)``, waits; a batch rejected on the device raises then). With ``skip_nonfinite`` or ``max_grad_norm`` on the optimizer the
         update needs the gradient norm first, so the step runs as ``loss_and_grad`` followed
         by ``optimizer.step(model.grads)`` (two calls, same numbers).
         """
         self._check_optimizer(optimizer)
         optimizer._refresh_if_edited()
+        if self._gpu is not None:
+            return self._train_step_device(X, y, optimizer)
         if optimizer.skip_nonfinite or optimizer.max_grad_norm is not None:
             X = self._check_X(X)
             y = self._check_y(y, X.shape[0])
@@ -358,6 +440,16 @@ class MLP:
                                  "but the input checks passed")
         optimizer._commit(gstates)
         return loss
+
+    def _train_step_device(self, X, y, optimizer):
+        """The GPU step: queued kernels, no wait for the device; the loss stays there until
+        read (a ``DeviceLoss``)."""
+        from . import cuda as device
+
+        X, y = self._to_device(X, y)
+        loss = gpu._import_cuda().device_array(1, self.dtype)
+        self._gpu.train_step(X, y, optimizer, loss, 0)
+        return device.DeviceLoss(self._gpu, loss)
 
     def __repr__(self):
         extra = f", dropout={self.dropout}" if self.dropout else ""

@@ -1,8 +1,10 @@
-"""Compile every GPU update kernel to PTX (run by tests/test_cuda.py with the simulator off).
+"""Compile every GPU kernel to PTX (run by tests/test_cuda.py with the simulator off).
 
-Every rule x dtype x state pattern that an optimizer option can produce (taken from the
-kernel tests' cases), for compute capability 8.0 and 9.0. Prints one line per kernel and
-fails if a float32 kernel contains float64 instructions.
+Every update rule x dtype x state pattern that an optimizer option can produce (taken from
+the kernel tests' cases), plain and gated on the MLP's status word, and every MLP kernel
+(fastopt.nn.cuda: GEMM epilogues per activation, bias gradients, losses, reduction, input
+checks, gathers) per dtype, for compute capability 8.0 and 9.0. Prints one line per kernel
+and fails if a float32 kernel contains float64 instructions.
 """
 
 import re
@@ -12,6 +14,7 @@ import numpy as np
 
 from fastopt import optim
 from fastopt.kernels import cuda as gpu
+from fastopt.nn import cuda as gpu_nn
 from tests.test_kernels import CASES
 
 
@@ -25,19 +28,33 @@ def patterns():
     return sorted(found)
 
 
+def mlp_kernels():
+    from numba import cuda
+
+    for dtype in ("float32", "float64"):
+        for name, fn, sig in gpu_nn.kernel_signatures(dtype):
+            yield f"mlp {name}", dtype, lambda cc, fn=fn, sig=sig: cuda.compile_ptx(
+                fn, sig, cc=cc)[0]
+
+
 def main():
     bad = []
-    combos = patterns()
-    for rule, dtype, state in combos:
+    kernels = []
+    for rule, dtype, state in patterns():
+        for gated in (False, True):
+            kernels.append((f"{rule} state={state}{' gated' if gated else ''}", dtype,
+                            lambda cc, r=rule, d=dtype, s=state, g=gated: gpu.ptx(
+                                r, d, s, cc=cc, gated=g)))
+    kernels.extend(mlp_kernels())
+    for label, dtype, compile_ in kernels:
         for cc in ((8, 0), (9, 0)):
-            code = gpu.ptx(rule, dtype, state, cc=cc)
+            code = compile_(cc)
             f64 = len(re.findall(r"\.f64\b", code))
-            print(f"{rule} {dtype} state={state} sm_{cc[0]}{cc[1]}: {len(code)} chars, "
-                  f"{f64} .f64")
+            print(f"{label} {dtype} sm_{cc[0]}{cc[1]}: {len(code)} chars, {f64} .f64")
             if dtype == "float32" and f64:
-                bad.append((rule, state, cc))
+                bad.append((label, cc))
             assert f".target sm_{cc[0]}{cc[1]}" in code
-    print(f"{len(combos)} kernels x 2 compute capabilities")
+    print(f"{len(kernels)} kernels x 2 compute capabilities")
     if bad:
         print(f"float64 instructions in float32 kernels: {bad}")
         sys.exit(1)
