@@ -34,8 +34,7 @@ class MLP:
             fn()  # JIT warm-up (from Numba's cache when it is warm)
 
     def _setup_fastopt(self, n, target):
-        if target == "cuda":
-            require_fastopt_cuda()
+        cuda = require_fastopt_cuda() if target == "cuda" else None
         from fastopt import nn, optim
 
         X, y = batch(n)
@@ -43,8 +42,13 @@ class MLP:
                             lambda: nn.MLP(NETWORK, activation="relu", dtype="float32",
                                            seed=0, target=target))
         opt = optim.SGD(model.params, lr=MLP_LR)
-        self.train_step = lambda: model.train_step(X, y, opt)
-        self.forward = lambda: model.forward(X)
+        if cuda is not None:  # the batch on the device once, like torch's; each call waits
+            X, y = cuda.to_device(X), cuda.to_device(y)
+            self.train_step = lambda: float(model.train_step(X, y, opt))
+            self.forward = lambda: (model.forward(X), cuda.synchronize())
+        else:
+            self.train_step = lambda: model.train_step(X, y, opt)
+            self.forward = lambda: model.forward(X)
         self.forward_backward = lambda: model.loss_and_grad(X, y)
 
     def _setup_torch(self, n, target):

@@ -160,6 +160,79 @@ def update(name, p, g, s0, s1, s2, hyper, flags, stream=0, status=None):
 
 
 # ---------------------------------------------------------------------------------------
+# gradient norm (max_grad_norm, skip_nonfinite): a deterministic two-pass reduction
+
+TPB = 256  # bound per compiled variant: threads per block of the reduction
+
+
+def _sumsq_blocks(partial, g):
+    """partial[block] = sum of g[i]**2 (float64) over the block's grid-stride share, added
+    in a fixed tree order (no atomics: the same bits on every run)."""
+    part = cuda.shared.array(TPB, float64)
+    t = cuda.threadIdx.x
+    acc = float64(0.0)
+    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+        v = float64(g[i])
+        acc += v * v
+    part[t] = acc
+    cuda.syncthreads()
+    half = TPB // 2
+    while half > 0:
+        if t < half:
+            part[t] += part[t + half]
+        cuda.syncthreads()
+        half //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = part[0]
+
+
+def _sumsq_function(tpb):
+    from numba import float64
+
+    return with_globals(_sumsq_blocks, f"sumsq_blocks_{tpb}", cuda=_import_cuda(),
+                        float64=float64, TPB=tpb)
+
+
+@functools.cache
+def _sumsq_kernel(tpb):
+    return _import_cuda().jit(_sumsq_function(tpb))
+
+
+def sumsq_ptx(dtype, cc=(9, 0)):
+    """PTX of the norm reduction for gradients of ``dtype`` (it sums in float64 on purpose:
+    float32 squares overflow above 1.8e19)."""
+    from numba import types as nt
+
+    real = nt.float32 if np.dtype(dtype) == np.float32 else nt.float64
+    sig = (nt.Array(nt.float64, 1, "C"), nt.Array(real, 1, "C"))
+    return _import_cuda().compile_ptx(_sumsq_function(THREADS_PER_BLOCK), sig, cc=cc)[0]
+
+
+def sumsq(g):
+    """Sum of squares of a 1-D device array, as a Python float (float64 sums; waits for
+    the device). The block sums are added on the host, in order."""
+    if g.size == 0:
+        return 0.0
+    blocks, tpb = launch_config(g.size)
+    partial = _import_cuda().device_array(blocks, np.float64)
+    _sumsq_kernel(tpb)[blocks, tpb](partial, g)
+    return float(math.fsum(partial.copy_to_host()))
+
+
+def global_norm(flat_grads):
+    """Like ``fastopt.clip.global_norm`` for device arrays: (norm, every element finite)."""
+    total = math.fsum(sumsq(g) for g in flat_grads)
+    if math.isfinite(total):
+        return math.sqrt(total), True
+    host = [g.copy_to_host() for g in flat_grads]  # rare: tell NaN from inf or overflow
+    if all(np.isfinite(h).all() for h in host):
+        return math.sqrt(total), True  # float64 overflow of finite values, as on the CPU
+    if any(np.isnan(h).any() for h in host):
+        return math.nan, False
+    return math.inf, False
+
+
+# ---------------------------------------------------------------------------------------
 # PTX (compilation check without a GPU)
 
 

@@ -537,6 +537,14 @@ class DeviceNet:
     def train_step(self, X, y, optimizer, losses, slot, plan=None):
         """Queue one step on device rows X, y; its loss goes to losses[slot] on the device."""
         plan = plan or self.plan(X.shape[0])
+        if optimizer.skip_nonfinite or optimizer.max_grad_norm is not None:
+            # the update needs the gradient norm on the host: check, gradients, norm, step
+            self._check(X, y)
+            self.pending.append((self.seq, _NoOptimizer, 0, None))
+            self._loss_and_grad(plan, X, y, losses, slot)
+            self.confirm()
+            optimizer.step(self.model.grads)
+            return
         launches, gstates = optimizer._prepare()
         hyper, flags = optimizer._launch_args(launches, 0)
         s0, s1, s2 = optimizer._flat_state[0]

@@ -92,10 +92,6 @@ class Optimizer:
             raise ValueError("params mixes NumPy arrays and GPU arrays; one optimizer updates "
                              "arrays in one place: use one optimizer per device")
         self.device = on_device == {True}  # True: GPU arrays, updated by the CUDA kernels
-        if self.device and (self.skip_nonfinite or self.max_grad_norm is not None):
-            raise ValueError("skip_nonfinite and max_grad_norm need a gradient norm, which "
-                             "is not implemented for GPU arrays yet; clip the gradients "
-                             "before step() or use NumPy arrays")
         _checks.no_overlap(self._params)
         # views, no copies
         self._flat = [gpu.flat(p) if self.device else p.reshape(-1) for p in self._params]
@@ -305,7 +301,9 @@ class Optimizer:
 
         clip_coef = 1.0
         if self.max_grad_norm is not None or self.skip_nonfinite:
-            self.last_grad_norm, finite = global_norm(flat_grads)
+            # on the GPU: a device reduction, then a wait for its result
+            norm = gpu.global_norm if self.device else global_norm
+            self.last_grad_norm, finite = norm(flat_grads)
             if not finite and self.skip_nonfinite:
                 self.skipped_steps += 1
                 return False

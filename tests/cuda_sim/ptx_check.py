@@ -46,6 +46,9 @@ def main():
                             lambda cc, r=rule, d=dtype, s=state, g=gated: gpu.ptx(
                                 r, d, s, cc=cc, gated=g)))
     kernels.extend(mlp_kernels())
+    # the gradient norm sums squares in float64 by design (exempt from the float32 check)
+    kernels.extend((f"norm reduction of {d} gradients (float64 sums)", "float64",
+                    lambda cc, d=d: gpu.sumsq_ptx(d, cc)) for d in ("float32", "float64"))
     for label, dtype, compile_ in kernels:
         for cc in ((8, 0), (9, 0)):
             code = compile_(cc)

@@ -219,3 +219,15 @@ def test_fit_on_the_device_matches_fit_on_the_cpu(rng):
     assert list(hd["test_accuracy"]) == list(hc["test_accuracy"])
     assert od.steps == oc.steps == 3
     np.testing.assert_allclose(host(dev.params), cpu.params, rtol=1e-4, atol=1e-5)
+
+
+def test_train_step_with_gradient_clipping_matches_cpu(rng):
+    cpu, dev = pair("relu", "float64")
+    kw = dict(lr=0.1, momentum=0.9, max_grad_norm=0.05)
+    oc, od = optim.SGD(cpu.params, **kw), optim.SGD(dev.params, **kw)
+    for _ in range(2):
+        X, y = batch(rng, "float64")
+        assert float(dev.train_step(X, y, od)) == pytest.approx(cpu.train_step(X, y, oc),
+                                                               rel=1e-11)
+    assert od.last_grad_norm == pytest.approx(oc.last_grad_norm, rel=1e-10)
+    np.testing.assert_allclose(host(dev.params), cpu.params, rtol=1e-10, atol=1e-12)

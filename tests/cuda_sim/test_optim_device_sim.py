@@ -98,5 +98,39 @@ def test_mixing_host_and_device_arrays_is_rejected(rng):
     host_opt = optim.Adam(host)
     with pytest.raises(TypeError, match="GPU array"):
         host_opt.step(cuda.to_device(np.ones(4, np.float32)))
-    with pytest.raises(ValueError, match="not implemented for GPU arrays"):
-        optim.Adam(dev, max_grad_norm=1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_grad_norm_and_skip_nonfinite_on_device_match_host(dtype, rng):
+    from numba import cuda
+
+    shapes = [(300,), (6, 7)]  # several blocks of the norm reduction, ragged
+    host = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    dev = [cuda.to_device(p) for p in host]
+    kw = dict(lr=1e-2, max_grad_norm=0.5, skip_nonfinite=True)
+    opt_h, opt_d = optim.Adam(host, **kw), optim.Adam(dev, **kw)
+    for k in range(3):
+        grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        if k == 1:
+            grads[1][2, 3] = np.nan if dtype == np.float32 else np.inf
+        applied_h = opt_h.step(grads)
+        applied_d = opt_d.step([cuda.to_device(g) for g in grads])
+        assert applied_h == applied_d == (k != 1)
+        if k != 1:
+            assert opt_d.last_grad_norm == pytest.approx(opt_h.last_grad_norm, rel=1e-12)
+        else:
+            assert not np.isfinite(opt_d.last_grad_norm)
+    assert opt_d.skipped_steps == opt_h.skipped_steps == 1
+    for d, h in zip(dev, host):
+        np.testing.assert_allclose(d.copy_to_host(), h, rtol=2e-6, atol=2e-7)
+
+
+def test_device_norm_is_float64_and_the_same_on_every_run(rng):
+    from numba import cuda
+
+    g = cuda.to_device(rng.standard_normal(1000).astype(np.float32) * 1e20)  # squares > f32
+    norm, finite = gpu.global_norm([g])
+    assert finite
+    assert norm == pytest.approx(np.linalg.norm(g.copy_to_host().astype(np.float64)),
+                                 rel=1e-12)
+    assert all(gpu.global_norm([g]) == (norm, True) for _ in range(3))
