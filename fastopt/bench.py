@@ -5,6 +5,8 @@
 ``python -m fastopt bench mlp``        MLP train_step vs PyTorch and numpy's GEMMs
 ``python -m fastopt bench coldstart``  import and first train_step in a new process, with an
                                        empty and with a warm Numba cache
+``python -m fastopt bench gpu``        on a CUDA GPU: Adam step vs device copy and torch fused,
+                                       MLP train_step vs PyTorch on CUDA
 
 Timings are interleaved (each round times every implementation once, in turn) and the
 median over rounds is reported, so a noisy neighbour hurts all columns alike. Effective
@@ -348,3 +350,123 @@ def bench_coldstart(sizes=SEEDS_NETWORK, batch=128, optimizer="Adam", warm_runs=
             rows.append(dict(cache="empty" if k == 0 else "warm", import_s=imp,
                              first_step_s=step, process_s=total))
     return rows
+
+
+# ---------------------------------------------------------------------------------------
+# GPU
+
+
+def _gpu_time(fn, sync, rounds, target_seconds=0.02):
+    """Median seconds per call of fn on the GPU: blocks of calls between two waits."""
+    fn()
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    reps = max(1, min(1000, int(target_seconds / max(time.perf_counter() - t0, 1e-6))))
+    samples = []
+    for _ in range(rounds):
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        sync()
+        samples.append((time.perf_counter() - t0) / reps)
+    return statistics.median(samples)
+
+
+def require_gpu():
+    """ValueError unless a real CUDA GPU can run kernels here."""
+    from .kernels import cuda as gpu
+
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        raise ValueError("bench gpu times a real GPU, but Numba's CUDA simulator is on: "
+                         "unset NUMBA_ENABLE_CUDASIM")
+    try:
+        gpu.require()
+    except gpu.CudaUnavailableError as exc:
+        raise ValueError(f"bench gpu needs a CUDA GPU: {exc}") from None
+
+
+def bench_gpu(sizes=(10**6, 10**7, 10**8), batch_sizes=(128, 1024), rounds=7,
+              torch_peers=True, progress=True, seed=0):
+    """Rows for a CUDA GPU (not the simulator): (1) the Adam float32 step at each N, its
+    effective GB/s (28 bytes per parameter), the same-run device-to-device copy's GB/s and
+    the ratio of the two, and torch.optim.Adam(fused=True) on CUDA; (2) the seeds' MLP
+    train_step (loss read back every step) next to the same network in PyTorch on CUDA.
+    Returns (rows, notes)."""
+    from tqdm.auto import tqdm
+
+    from . import nn, optim
+
+    require_gpu()
+    from numba import cuda
+
+    torch = _torch() if torch_peers else None
+    if torch is not None and not torch.cuda.is_available():
+        torch = None
+    name = getattr(cuda.get_current_device(), "name", "the CUDA simulator")
+    notes = [f"device: {name.decode() if isinstance(name, bytes) else name}"]
+    if torch_peers and torch is None:
+        notes.append("torch with CUDA is not available: no torch rows")
+    rng = np.random.default_rng(seed)
+    rows = []
+    sync = cuda.synchronize
+    tsync = torch.cuda.synchronize if torch is not None else sync
+    for n in tqdm(sizes, desc="bench gpu adam", disable=not progress, unit="N"):
+        p = cuda.to_device(rng.standard_normal(n, dtype=np.float32))
+        g = cuda.to_device((rng.standard_normal(n, dtype=np.float32) * 1e-3))
+        opt = optim.Adam(p, lr=1e-3)
+        t_fast = _gpu_time(lambda: opt.step(g), sync, rounds)
+        dst = cuda.device_array_like(p)
+        t_copy = _gpu_time(lambda: dst.copy_to_device(p), sync, rounds)
+        copy_gbps = 8 * n / t_copy / 1e9
+        fast_gbps = 28 * n / t_fast / 1e9
+        rows.append(dict(kind="adam", size=n, impl="fastopt", us=t_fast * 1e6,
+                         gbps=fast_gbps, of_copy=fast_gbps / copy_gbps, speedup=1.0))
+        rows.append(dict(kind="adam", size=n, impl="d2d copy", us=t_copy * 1e6,
+                         gbps=copy_gbps, of_copy=1.0, speedup=math.nan))
+        if torch is not None:
+            for label, kw in (("torch fused", dict(fused=True)),
+                              ("torch foreach", dict(foreach=True))):
+                tp = torch.nn.Parameter(torch.from_numpy(p.copy_to_host()).cuda())
+                tp.grad = torch.from_numpy(g.copy_to_host()).cuda()
+                topt = torch.optim.Adam([tp], lr=1e-3, **kw)
+                t = _gpu_time(topt.step, tsync, rounds)
+                gb = 28 * n / t / 1e9
+                rows.append(dict(kind="adam", size=n, impl=label, us=t * 1e6, gbps=gb,
+                                 of_copy=gb / copy_gbps, speedup=t / t_fast))
+                del tp, topt
+        del p, g, dst, opt
+    for b in tqdm(batch_sizes, desc="bench gpu mlp", disable=not progress, unit="batch"):
+        X = rng.random((b, SEEDS_NETWORK[0]), dtype=np.float32)
+        y = rng.integers(0, SEEDS_NETWORK[-1], b)
+        model = nn.MLP(SEEDS_NETWORK, seed=seed, target="cuda")
+        opt = optim.SGD(model.params, lr=0.01)
+        dX, dy = cuda.to_device(X), cuda.to_device(y)
+        t_fast = _gpu_time(lambda: float(model.train_step(dX, dy, opt)), sync, rounds)
+        rows.append(dict(kind="mlp", size=b, impl="fastopt", us=t_fast * 1e6,
+                         samples_per_s=b / t_fast, speedup=1.0))
+        if torch is not None:
+            layers = []
+            for i, (fi, fo) in enumerate(zip(SEEDS_NETWORK[:-1], SEEDS_NETWORK[1:])):
+                layers.append(torch.nn.Linear(fi, fo))
+                if i < len(SEEDS_NETWORK) - 2:
+                    layers.append(torch.nn.ReLU())
+            net = torch.nn.Sequential(*layers).cuda()
+            topt = torch.optim.SGD(net.parameters(), lr=0.01)
+            loss_fn = torch.nn.CrossEntropyLoss()
+            tX, ty = torch.from_numpy(X).cuda(), torch.from_numpy(y).cuda()
+
+            def torch_step():
+                topt.zero_grad()
+                loss = loss_fn(net(tX), ty)
+                loss.backward()
+                topt.step()
+                return loss.item()
+
+            t = _gpu_time(torch_step, tsync, rounds)
+            rows.append(dict(kind="mlp", size=b, impl="torch", us=t * 1e6,
+                             samples_per_s=b / t, speedup=t / t_fast))
+    keys = ("kind", "size", "impl", "us", "gbps", "of_copy", "samples_per_s", "speedup")
+    return [{k: r.get(k, math.nan) for k in keys} for r in rows], notes

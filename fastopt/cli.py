@@ -107,6 +107,24 @@ def _cmd_bench_coldstart(args):
                      f"{args.batch}: each row is a new process")
 
 
+def _cmd_bench_gpu(args):
+    from . import bench
+
+    bench.require_gpu()  # before the output folder is made
+
+    def measure(progress):
+        return bench.bench_gpu(sizes=args.sizes, batch_sizes=args.batch_sizes,
+                               rounds=args.rounds, torch_peers=not args.no_torch,
+                               progress=progress, seed=args.seed)
+
+    _bench_run(args, "gpu", measure,
+               ["kind", "size", "impl", "us", "gbps", "of_copy", "samples_per_s", "speedup"],
+               ["what", "N or batch", "implementation", "median us/step", "GB/s",
+                "of d2d copy", "samples/s", "time / fastopt"],
+               title="Adam float32 (28 bytes/parameter) and the MLP 784-100-100-100-100-10 "
+                     "train_step (SGD, loss read every step)")
+
+
 def _cmd_bench_asv_report(args):
     from . import asvreport
 
@@ -161,6 +179,17 @@ def build_parser():
     cross.add_argument("--csv", default=None, help="also write the rows to this CSV file")
     runs.add_common_arguments(cross, "bench-crossover")
     cross.set_defaults(func=_cmd_bench_crossover)
+
+    gpu = bsub.add_parser("gpu", help="on a CUDA GPU: Adam step vs device copy and torch "
+                                       "fused, MLP train_step vs PyTorch")
+    gpu.add_argument("--sizes", type=_sizes, default=[10**6, 10**7, 10**8],
+                     help="Adam parameter counts (default 1e6,1e7,1e8)")
+    gpu.add_argument("--batch-sizes", type=_sizes, default=[128, 1024])
+    gpu.add_argument("--rounds", type=int, default=7)
+    gpu.add_argument("--no-torch", action="store_true")
+    gpu.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    runs.add_common_arguments(gpu, "bench-gpu")
+    gpu.set_defaults(func=_cmd_bench_gpu)
 
     report = bsub.add_parser(
         "asv-report", help="tables (CSV) and figures (PNG) from the asv suite's results",

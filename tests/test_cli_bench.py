@@ -53,3 +53,11 @@ def test_bench_out_that_is_a_file_is_refused(tmp_path, capsys):
     assert cli.main(["bench", "mlp", "--out", str(f)]) == 2
     assert "existing file" in capsys.readouterr().err
     assert f.read_text() == "x"
+
+
+@pytest.mark.skipif(__import__("fastopt.kernels.cuda", fromlist=["x"]).why_unavailable()
+                    is None, reason="a GPU (or the simulator) is here")
+def test_bench_gpu_without_a_gpu_says_what_is_missing(tmp_path, capsys):
+    assert cli.main(["bench", "gpu", "--no-progress", "--out", str(tmp_path / "g")]) == 2
+    err = capsys.readouterr().err
+    assert "bench gpu needs a CUDA GPU" in err and "target=\"cpu\"" in err
