@@ -44,8 +44,8 @@ def add_common_arguments(parser, command, seed_help=None):
                         help=seed_help or "seed of every random draw (default 0); the same "
                                           "seed gives the same results")
     common.add_argument("--target", default="cpu", metavar="{cpu,cuda}",
-                        help="where the kernels run (default cpu; cuda is not available in "
-                             "this version)")
+                        help="where the kernels run (default cpu; the commands do not take "
+                             "cuda yet: use it from Python)")
     common.add_argument("--svg", action="store_true",
                         help="also write each figure as SVG next to the PNG")
     common.add_argument("--no-progress", action="store_true",
@@ -64,8 +64,9 @@ def check_target(target):
     if target not in TARGETS:
         raise ValueError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
     if target == "cuda":
-        raise ValueError("--target cuda: the CUDA target is not available in this version "
-                         "of fastopt; use --target cpu")
+        raise ValueError("--target cuda: the CUDA target is not available to the commands in "
+                         "this version (from Python it is: nn.MLP(..., target=\"cuda\") and "
+                         "optimizers on device arrays); use --target cpu")
     return target
 
 
