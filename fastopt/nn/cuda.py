@@ -420,6 +420,14 @@ class DeviceNet:
         self.pending = []  # (seq, optimizer, steps, group_state) of unconfirmed steps
         self.scratch_loss = c.device_array(1, self.dtype)
         self.dummy_bias = c.device_array(1, self.dtype)
+        # one-element loss buffers handed out by train_step and taken back when their
+        # DeviceLoss is dropped: no allocation (cuMemAlloc/cuMemFree may wait) per step
+        self.loss_pool = []
+
+    def take_loss_buffer(self):
+        if self.loss_pool:
+            return self.loss_pool.pop()
+        return gpu._import_cuda().device_array(1, self.dtype)
 
     def plan(self, n):
         p = self.plans.get(n)
@@ -585,6 +593,11 @@ class DeviceLoss:
         self._net = net
         self._buf = buf
         self._value = None
+
+    def __del__(self):
+        pool = self._net.loss_pool
+        if len(pool) < 64:
+            pool.append(self._buf)
 
     def __float__(self):
         if self._value is None:

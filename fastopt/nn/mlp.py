@@ -447,7 +447,7 @@ class MLP:
         from . import cuda as device
 
         X, y = self._to_device(X, y)
-        loss = gpu._import_cuda().device_array(1, self.dtype)
+        loss = self._gpu.take_loss_buffer()
         self._gpu.train_step(X, y, optimizer, loss, 0)
         return device.DeviceLoss(self._gpu, loss)
 

@@ -231,3 +231,15 @@ def test_train_step_with_gradient_clipping_matches_cpu(rng):
                                                                rel=1e-11)
     assert od.last_grad_norm == pytest.approx(oc.last_grad_norm, rel=1e-10)
     np.testing.assert_allclose(host(dev.params), cpu.params, rtol=1e-10, atol=1e-12)
+
+
+def test_loss_buffers_are_reused_not_allocated_per_step(rng):
+    _, dev = pair()
+    od = optim.SGD(dev.params, lr=0.1)
+    X, y = batch(rng, "float32")
+    first = dev.train_step(X, y, od)
+    buf = first._buf
+    value = float(first)
+    del first  # back to the pool
+    second = dev.train_step(X, y, od)
+    assert second._buf is buf and float(second) < value
