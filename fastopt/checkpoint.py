@@ -12,7 +12,8 @@ reads it):
 crash never leaves a half-written checkpoint. ``load`` checks everything (optimizer class,
 number, shapes and dtypes of the arrays, state names) before it changes anything, then
 restores the parameters and the optimizer state in place. Resuming gives bitwise the same
-numbers as never stopping.
+numbers as never stopping. Parameters on the GPU (and their optimizer's state) are copied
+to the file and back.
 """
 
 import json
@@ -26,6 +27,21 @@ from . import _checks
 FORMAT = "fastopt-checkpoint-1"
 
 
+def _on_device(params):
+    """True if params is a GPU array or a non-empty list of them."""
+    if _checks.is_device_array(params):
+        return True
+    return (isinstance(params, (list, tuple)) and len(params) > 0
+            and all(_checks.is_device_array(p) for p in params))
+
+
+def _device_arrays(params):
+    from .kernels import cuda as gpu
+
+    items = [params] if _checks.is_device_array(params) else list(params)
+    return [gpu.device_array(f"params[{i}]", p) for i, p in enumerate(items)]
+
+
 def _npz_path(path):
     path = os.fspath(path)
     return path if path.endswith(".npz") else path + ".npz"
@@ -37,7 +53,10 @@ def save(path, params, optimizer=None):
     ``.npz`` is appended to ``path`` if missing; the final path is returned.
     """
     path = _npz_path(path)
-    params = _checks.float_arrays("params", params, writeable=False)
+    if _on_device(params):  # GPU arrays (optimizer state too) are copied to the file
+        params = [p.copy_to_host() for p in _device_arrays(params)]
+    else:
+        params = _checks.float_arrays("params", params, writeable=False)
     arrays = {f"param/{i}": p for i, p in enumerate(params)}
     meta = {"format": FORMAT, "n_params": len(params), "optimizer": None}
     if optimizer is not None:
@@ -68,7 +87,9 @@ def load(path, params, optimizer=None):
     another optimizer, another number of arrays, or arrays of another shape or dtype.
     """
     path = _npz_path(path)
-    params = _checks.float_arrays("params", params, writeable=True)
+    device = _on_device(params)
+    params = (_device_arrays(params) if device else
+              _checks.float_arrays("params", params, writeable=True))
     with np.load(path, allow_pickle=False) as z:
         data = {k: z[k] for k in z.files}
     try:
@@ -102,4 +123,7 @@ def load(path, params, optimizer=None):
         optimizer.load_state_dict(sd)  # validates everything before changing anything
 
     for i, p in enumerate(params):
-        np.copyto(p, data[f"param/{i}"])
+        if device:
+            p.copy_to_device(np.ascontiguousarray(data[f"param/{i}"]))
+        else:
+            np.copyto(p, data[f"param/{i}"])

@@ -243,3 +243,20 @@ def test_loss_buffers_are_reused_not_allocated_per_step(rng):
     del first  # back to the pool
     second = dev.train_step(X, y, od)
     assert second._buf is buf and float(second) < value
+
+
+def test_checkpoint_of_a_gpu_model_resumes_with_the_same_numbers(rng, tmp_path):
+    import fastopt
+
+    _, dev = pair("relu", "float64")
+    od = optim.Adam(dev.params, lr=1e-2)
+    X, y = batch(rng, "float64")
+    dev.train_step(X, y, od)
+    path = fastopt.save(tmp_path / "ckpt", dev.params, od)
+    _, other = pair("relu", "float64")
+    oo = optim.Adam(other.params, lr=1e-2)
+    fastopt.load(path, other.params, oo)
+    assert oo.steps == 1
+    a, b = dev.train_step(X, y, od), other.train_step(X, y, oo)
+    assert float(a) == float(b)
+    np.testing.assert_array_equal(host(other.params), host(dev.params))
