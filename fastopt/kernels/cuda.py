@@ -75,7 +75,7 @@ def require():
 # kernels
 
 # bound per rule (see kernel_function): the device rule and the numba.cuda module
-scalar = cuda = None
+scalar = cuda = tree_sum = None
 
 
 def _update_kernel(p, g, s0, s1, s2, h, f, status):
@@ -165,6 +165,26 @@ def update(name, p, g, s0, s1, s2, hyper, flags, stream=0, status=None):
 TPB = 256  # bound per compiled variant: threads per block of the reduction
 
 
+def _tree_sum(part, t):
+    """part[0] = sum of the shared array ``part`` (power-of-two size, one entry per thread
+    t of the block, written before a syncthreads), added pairwise in a fixed order. Every
+    thread of the block must call it."""
+    half = part.size // 2
+    while half > 0:
+        if t < half:
+            part[t] += part[t + half]
+        cuda.syncthreads()
+        half //= 2
+
+
+@functools.cache
+def device_tree_sum():
+    """``_tree_sum`` as an inline device function (block reductions without atomics)."""
+    cuda_module = _import_cuda()
+    return cuda_module.jit(device=True, inline="always")(
+        with_globals(_tree_sum, "tree_sum", cuda=cuda_module))
+
+
 def _sumsq_blocks(partial, g):
     """partial[block] = sum of g[i]**2 (float64) over the block's grid-stride share, added
     in a fixed tree order (no atomics: the same bits on every run)."""
@@ -176,12 +196,7 @@ def _sumsq_blocks(partial, g):
         acc += v * v
     part[t] = acc
     cuda.syncthreads()
-    half = TPB // 2
-    while half > 0:
-        if t < half:
-            part[t] += part[t + half]
-        cuda.syncthreads()
-        half //= 2
+    tree_sum(part, t)
     if t == 0:
         partial[cuda.blockIdx.x] = part[0]
 
@@ -190,7 +205,7 @@ def _sumsq_function(tpb):
     from numba import float64
 
     return with_globals(_sumsq_blocks, f"sumsq_blocks_{tpb}", cuda=_import_cuda(),
-                        float64=float64, TPB=tpb)
+                        float64=float64, TPB=tpb, tree_sum=device_tree_sum())
 
 
 @functools.cache

@@ -52,6 +52,7 @@ PLAIN, BIAS, BIAS_ACT, ACT_GRAD = range(4)
 
 # bound per compiled variant (gpu.with_globals)
 cuda = act_forward = act_derivative = consts = DT = None
+any_nonfinite = check_x = tree_sum = None
 TRANS_A = TRANS_B = False
 EPILOGUE = PLAIN
 KIND = K.IDENTITY
@@ -186,14 +187,19 @@ def _reduce(losses, slot, rowloss, scale):
         acc += rowloss[i]
     part[t] = acc
     cuda.syncthreads()
-    half = RT // 2
-    while half > 0:
-        if t < half:
-            part[t] += part[t + half]
-        cuda.syncthreads()
-        half //= 2
+    tree_sum(part, t)
     if t == 0:
         losses[slot] = part[0] * scale
+
+
+def _any_nonfinite(a):
+    """True if this thread's grid-stride share of the 2-D array a has a NaN or inf."""
+    n, f = a.shape
+    bad = False
+    for k in range(cuda.grid(1), n * f, cuda.gridsize(1)):
+        v = a[k // f, k % f]
+        bad |= not (v - v == 0)
+    return bad
 
 
 def _check_x(status, X, seq):
@@ -201,14 +207,7 @@ def _check_x(status, X, seq):
     earlier step has already failed (the status word is sticky until the host reads it)."""
     if status[0] != 0 or status[1] != 0:
         return True
-    n, f = X.shape
-    start = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    bad = False
-    for k in range(start, n * f, stride):
-        v = X[k // f, k % f]
-        bad |= not (v - v == 0)
-    if bad:
+    if any_nonfinite(X):
         status[0] = 1
         status[2] = seq
     return False
@@ -218,10 +217,8 @@ def _check_labels_kernel(status, X, y, classes, seq):
     """status[1] = 1 (and status[2] = seq) if a label is outside [0, classes)."""
     if check_x(status, X, seq):
         return
-    start = cuda.grid(1)
-    stride = cuda.gridsize(1)
     bad = False
-    for i in range(start, y.size, stride):
+    for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
         bad |= (y[i] < 0) | (y[i] >= classes)
     if bad:
         status[1] = 1
@@ -232,14 +229,7 @@ def _check_targets_kernel(status, X, y, classes, seq):
     """status[1] = 1 (and status[2] = seq) if a target is NaN or inf."""
     if check_x(status, X, seq):
         return
-    n, f = y.shape
-    start = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    bad = False
-    for k in range(start, n * f, stride):
-        v = y[k // f, k % f]
-        bad |= not (v - v == 0)
-    if bad:
+    if any_nonfinite(y):
         status[1] = 1
         status[2] = seq
 
@@ -279,8 +269,12 @@ def _device_functions():
     dev = {n: jit(device=True, inline="always")(getattr(K, n).py_func)
            for n in ("act_forward", "act_derivative", "_consts")}
     dev["consts"] = dev.pop("_consts")
+    dev["any_nonfinite"] = jit(device=True, inline="always")(
+        gpu.with_globals(_any_nonfinite, "any_nonfinite", cuda=gpu._import_cuda()))
     dev["check_x"] = jit(device=True, inline="always")(
-        gpu.with_globals(_check_x, "check_x", cuda=gpu._import_cuda()))
+        gpu.with_globals(_check_x, "check_x", cuda=gpu._import_cuda(),
+                         any_nonfinite=dev["any_nonfinite"]))
+    dev["tree_sum"] = gpu.device_tree_sum()
     return dev
 
 
