@@ -256,26 +256,7 @@ def bench_mlp(batch_sizes=(1, 32, 128, 512), sizes=SEEDS_NETWORK, dtype="float32
                "numpy GEMMs only": _numpy_gemms(sizes, n, np.dtype(dtype), rng)}
         if torch is not None:
             torch.set_num_threads(2)
-            layers = []
-            for i, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:])):
-                layers.append(torch.nn.Linear(fi, fo))
-                if i < len(sizes) - 2:
-                    layers.append(torch.nn.ReLU())
-            net = torch.nn.Sequential(*layers)
-            if dtype == "float64":
-                net = net.double()
-            topt = torch.optim.SGD(net.parameters(), lr=0.01)
-            lossf = torch.nn.CrossEntropyLoss()
-            tX, ty = torch.from_numpy(X), torch.from_numpy(y)
-
-            def torch_step():
-                topt.zero_grad()
-                loss = lossf(net(tX), ty)
-                loss.backward()
-                topt.step()
-                return loss.item()
-
-            fns["torch (Sequential + SGD)"] = torch_step
+            fns["torch (Sequential + SGD)"] = _torch_mlp_step(torch, sizes, X, y, "cpu")
         times = _interleaved_mlp(fns, rounds)
         base = times["fastopt train_step"]
         flops = step_flops(sizes, n)
@@ -283,6 +264,32 @@ def bench_mlp(batch_sizes=(1, 32, 128, 512), sizes=SEEDS_NETWORK, dtype="float32
             rows.append(dict(batch=n, impl=impl, seconds=sec, samples_per_s=n / sec,
                              gflops=flops / sec / 1e9, ratio=sec / base))
     return rows, notes
+
+
+def _torch_mlp_step(torch, sizes, X, y, device):
+    """One PyTorch training step of the same MLP (Sequential of Linear/ReLU, cross-entropy,
+    SGD lr 0.01) on X, y moved to ``device`` once; returns the loss as a float (waits)."""
+    layers = []
+    for i, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(fi, fo))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    net = torch.nn.Sequential(*layers)
+    if X.dtype == np.float64:
+        net = net.double()
+    net = net.to(device)
+    topt = torch.optim.SGD(net.parameters(), lr=0.01)
+    lossf = torch.nn.CrossEntropyLoss()
+    tX, ty = torch.from_numpy(X).to(device), torch.from_numpy(y).to(device)
+
+    def torch_step():
+        topt.zero_grad()
+        loss = lossf(net(tX), ty)
+        loss.backward()
+        topt.step()
+        return loss.item()
+
+    return torch_step
 
 
 def _interleaved_mlp(fns, rounds, target_seconds=0.05, settle=0.3):
@@ -448,24 +455,7 @@ def bench_gpu(sizes=(10**6, 10**7, 10**8), batch_sizes=(128, 1024), rounds=7,
         rows.append(dict(kind="mlp", size=b, impl="fastopt", us=t_fast * 1e6,
                          samples_per_s=b / t_fast, speedup=1.0))
         if torch is not None:
-            layers = []
-            for i, (fi, fo) in enumerate(zip(SEEDS_NETWORK[:-1], SEEDS_NETWORK[1:])):
-                layers.append(torch.nn.Linear(fi, fo))
-                if i < len(SEEDS_NETWORK) - 2:
-                    layers.append(torch.nn.ReLU())
-            net = torch.nn.Sequential(*layers).cuda()
-            topt = torch.optim.SGD(net.parameters(), lr=0.01)
-            loss_fn = torch.nn.CrossEntropyLoss()
-            tX, ty = torch.from_numpy(X).cuda(), torch.from_numpy(y).cuda()
-
-            def torch_step():
-                topt.zero_grad()
-                loss = loss_fn(net(tX), ty)
-                loss.backward()
-                topt.step()
-                return loss.item()
-
-            t = _gpu_time(torch_step, tsync, rounds)
+            t = _gpu_time(_torch_mlp_step(torch, SEEDS_NETWORK, X, y, "cuda"), tsync, rounds)
             rows.append(dict(kind="mlp", size=b, impl="torch", us=t * 1e6,
                              samples_per_s=b / t, speedup=t / t_fast))
     keys = ("kind", "size", "impl", "us", "gbps", "of_copy", "samples_per_s", "speedup")
