@@ -15,7 +15,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = {"optim", "schedules", "kernels", "config", "bench", "init", "datasets", "nn",
-               "train"}
+               "train", "sweep"}
 _FUNCTIONS = {
     "clip_grad_norm": "fastopt.clip",
     "clip_grad_value": "fastopt.clip",

@@ -8,7 +8,7 @@ The record is written before the work starts and marked complete at the end, so 
 interrupted run says so.
 
     out = runs.make_out_dir(args.out, "paths")          # refuses an existing *file*
-    runs.write_settings(out, "paths", vars(args), argv)
+    runs.write_settings(out, "paths", vars(args), argv)   # (resuming: read_settings, check_resume)
     ...
     runs.save_figure(fig, out, "paths", svg=args.svg)   # paths.png (+ paths.svg)
     runs.update_settings(out, status="complete")
@@ -221,6 +221,40 @@ def update_settings(out_dir, **fields):
     record.update(fields)
     _dump(record, path)
     return path
+
+
+def read_settings(out_dir):
+    """The ``settings.json`` record in ``out_dir``, or None if there is none."""
+    path = Path(out_dir) / SETTINGS_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--out {out_dir}: cannot read {path} ({exc}); use another --out")
+
+
+def check_resume(previous, out_dir, command, identity, key):
+    """For a command that continues an earlier run in ``out_dir`` (``fastopt sweep``): the
+    earlier record ``previous`` must come from ``command`` and hold the same
+    ``resolved[key]`` as ``identity`` (the settings that define the results). ValueError
+    naming what differs otherwise. The other commands overwrite their files instead."""
+    if previous.get("command") != command:
+        raise ValueError(f"--out {out_dir} holds the results of `fastopt "
+                         f"{previous.get('command')}`, not of `fastopt {command}`; use "
+                         "another --out")
+    before = (previous.get("resolved") or {}).get(key)
+    if before != identity:
+        if isinstance(before, dict) and isinstance(identity, dict):
+            differ = sorted(k for k in set(before) | set(identity)
+                            if before.get(k) != identity.get(k))
+        else:
+            differ = [key]
+        raise ValueError(f"--out {out_dir} holds a different {command} (it differs in: "
+                         f"{', '.join(differ)}; recorded in {SETTINGS_FILE}: "
+                         f"{previous.get('command_line')}); repeat that command to resume "
+                         "it, or use another --out")
+    return previous
 
 
 def _dump(record, path):

@@ -29,3 +29,29 @@ def torch64():
     torch.set_default_dtype(torch.float64)
     yield torch
     torch.set_default_dtype(old)
+
+
+@pytest.fixture(scope="session")
+def sweep_kernels():
+    """The SGD kernels of the sweep tests compiled into Numba's disk cache once, in this
+    process, so that the Dask workers of the sweep tests load them instead of compiling."""
+    from fastopt import sweep
+    from fastopt.experiments import sweepspace
+
+    task = sweep.make_task("digits", budget_steps=2, hidden=(2,))
+    trial, = sweepspace.plan_trials(sweepspace.parse_space("optimizer=sgd"), 1)
+    sweep.warm_up(task, trial.settings)
+    return task
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(sweep_kernels):
+    """A LocalCluster of two single-threaded worker processes and a client, shared by the
+    sweep tests (``fastopt.sweep.connect``); skipped without dask.distributed."""
+    pytest.importorskip("distributed")
+    from fastopt import sweep
+
+    client, cluster = sweep.connect(workers=2)
+    yield client
+    client.close()
+    cluster.close()
