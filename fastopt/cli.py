@@ -213,12 +213,13 @@ def build_parser():
     report.set_defaults(func=_cmd_bench_asv_report)
 
     # experiments (each module defines its options and its run function)
-    from .experiments import compare, paths, sensitivity, weight_init
+    from .experiments import compare, paths, sensitivity, sweep, weight_init
 
     compare.add_parser(sub)
     paths.add_parser(sub)
     weight_init.add_parser(sub)
     sensitivity.add_parser(sub)
+    sweep.add_parser(sub)
     return parser
 
 
@@ -229,7 +230,7 @@ def main(argv=None):
         parser.error("--rounds must be >= 1")
     args._argv = list(sys.argv[1:] if argv is None else argv)  # for settings.json
     try:
-        args.func(args)
+        code = args.func(args)
     except (ValueError, TypeError) as exc:
         print(f"fastopt: error: {exc}", file=sys.stderr)
         return 2
@@ -238,7 +239,7 @@ def main(argv=None):
 
         print(f"fastopt: {runs.interrupted(getattr(args, '_out_dir', None))}", file=sys.stderr)
         return 130
-    return 0
+    return code if type(code) is int else 0  # a command may return its exit status
 
 
 if __name__ == "__main__":
