@@ -411,6 +411,7 @@ def test_silent_server_is_no_scheduler_and_no_hang():
 # on a two-worker Dask LocalCluster
 
 
+@pytest.mark.slow  # starts Dask worker processes
 def test_two_worker_sweep(tmp_path, dask_cluster):
     out = tmp_path / "s"
     result = sweep.run(SPACE + " batch=choice(16,64)", trials=8, client=dask_cluster,
@@ -433,6 +434,7 @@ def test_two_worker_sweep(tmp_path, dask_cluster):
         assert a["val_loss"] == b["val_loss"] or math.isnan(a["val_loss"] + b["val_loss"])
 
 
+@pytest.mark.slow  # starts Dask worker processes
 def test_resume_skips_trials_already_done(tmp_path, dask_cluster):
     out = tmp_path / "s"
     first = sweep.run(SPACE, trials=4, client=dask_cluster, out=out, **TINY)
@@ -453,6 +455,7 @@ def test_resume_skips_trials_already_done(tmp_path, dask_cluster):
     assert len(settings["earlier_runs"]) == 2
 
 
+@pytest.mark.slow  # starts Dask worker processes
 def test_killed_worker_trial_runs_again_once(tmp_path, dask_cluster):
     out = tmp_path / "s"
     marker = tmp_path / "crashed"

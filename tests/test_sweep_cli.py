@@ -51,6 +51,7 @@ def free_port():
 # end to end
 
 
+@pytest.mark.slow  # starts Dask worker processes
 def test_sweep_on_two_local_workers_then_resume(tmp_path, capsys, sweep_kernels):
     pytest.importorskip("distributed")
     out = tmp_path / "run"
@@ -215,6 +216,7 @@ def test_space_combination_the_optimizer_rejects_fails_before_work(tmp_path, cap
 # Ctrl-C
 
 
+@pytest.mark.slow  # starts Dask worker processes
 def test_ctrl_c_leaves_whole_lines_and_the_rerun_completes(tmp_path, dask_cluster):
     """SIGINT to a running sweep: exit 130, settings.json says interrupted, trials.csv holds
     only whole lines; the same command then runs only the missing trials."""
