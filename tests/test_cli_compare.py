@@ -18,19 +18,10 @@ from fastopt import datasets  # noqa: E402
 from fastopt.cli import build_parser, main  # noqa: E402
 from fastopt.experiments import compare, training  # noqa: E402
 from fastopt.train import COLUMNS, History  # noqa: E402
+from tests.clitools import cli  # noqa: E402
 
 OPTIMIZERS = "sgd,adam:lr=3e-3,sgd:lr=1e6"  # the last one diverges
 LABELS = ["sgd", "adam:lr=3e-3", "sgd:lr=1e6"]
-
-
-def cli(argv, capsys):
-    """Run the command; (exit code, stdout, stderr), whether argparse or main decides."""
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def read_csv(path):

@@ -9,23 +9,14 @@ import pytest
 
 matplotlib.use("Agg")
 
-from fastopt.cli import main  # noqa: E402
 from fastopt.experiments import weight_init as wi  # noqa: E402
 from fastopt.train import COLUMNS, History  # noqa: E402
+from tests.clitools import cli  # noqa: E402
 
 STATS_COLUMNS = ["activation", "weight_init", "layer", "mean", "std", "min", "max",
                  "fraction_zero", "fraction_saturated"]
 TINY = ["--samples", "40", "--units", "6", "--layers", "3", "--bins", "8",
         "--inits", "std=0.01,he", "--no-progress"]
-
-
-def cli(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def read_csv(path):

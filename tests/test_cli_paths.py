@@ -1,6 +1,5 @@
 """`fastopt paths`: trajectories, the textbook figure, files, plots and argument errors."""
 
-import csv
 import json
 import math
 
@@ -10,24 +9,9 @@ import pytest
 
 matplotlib.use("Agg")
 
-from fastopt.cli import main  # noqa: E402
 from fastopt.experiments import paths  # noqa: E402
 from fastopt.experiments.surfaces import SURFACES  # noqa: E402
-
-
-def cli(argv, capsys):
-    """Run the command; (exit code, stdout, stderr), whether argparse or main decides."""
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def read_csv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+from tests.clitools import cli, read_csv  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------

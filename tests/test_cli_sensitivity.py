@@ -1,6 +1,5 @@
 """`fastopt sensitivity`: the lr grid, the CSV, the figure, divergence, argument errors."""
 
-import csv
 import io
 import json
 import math
@@ -14,23 +13,9 @@ matplotlib.use("Agg")
 
 from fastopt.cli import build_parser, main  # noqa: E402
 from fastopt.experiments import sensitivity, training  # noqa: E402
+from tests.clitools import cli, read_csv  # noqa: E402
 
 GRID = ["--lr-min", "1e-3", "--lr-max", "1e6", "--points", "4"]  # 1e-3, 1, 1e3, 1e6
-
-
-def cli(argv, capsys):
-    """Run the command; (exit code, stdout, stderr), whether argparse or main decides."""
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def read_csv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def user_lines(ax):

@@ -1,7 +1,6 @@
 """`fastopt sweep`: end to end on a local Dask cluster, resume, the textbook preset's
 options, Ctrl-C, bad input."""
 
-import csv
 import json
 import re
 import os
@@ -17,28 +16,14 @@ import pytest
 matplotlib.use("Agg")
 
 from fastopt import sweep  # noqa: E402
-from fastopt.cli import build_parser, main  # noqa: E402
+from fastopt.cli import build_parser  # noqa: E402
 from fastopt.experiments import sweep as command  # noqa: E402
 from fastopt.experiments import sweepspace  # noqa: E402
+from tests.clitools import cli, read_csv  # noqa: E402
 
 TINY = ["--dataset", "digits", "--hidden", "8", "--budget-steps", "20", "--evals", "2",
         "--no-progress"]
 SPACE = "optimizer=choice(sgd,momentum) lr=loguniform(1e-3,0.3) wd=loguniform(1e-6,1e-2)"
-
-
-def cli(argv, capsys):
-    """Run the command; (exit code, stdout, stderr), whether argparse or main decides."""
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def read_csv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def free_port():
