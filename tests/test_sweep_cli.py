@@ -201,10 +201,6 @@ def test_space_combination_the_optimizer_rejects_fails_before_work(tmp_path, cap
 # Ctrl-C
 
 
-def _default_sigint():
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.slow  # starts Dask worker processes
 def test_ctrl_c_leaves_whole_lines_and_the_rerun_completes(tmp_path, dask_cluster):
     """SIGINT to a running sweep: exit 130, settings.json says interrupted, trials.csv holds
@@ -217,10 +213,15 @@ def test_ctrl_c_leaves_whole_lines_and_the_rerun_completes(tmp_path, dask_cluste
             "--no-progress"]
     env = dict(os.environ, MPLBACKEND="Agg")
     # A shell without job control starts background commands (`cmd &`, nohup) with SIGINT
-    # ignored, and Python then installs no KeyboardInterrupt handler: give the child the
-    # default disposition so that the signal means Ctrl-C however the tests were started.
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, preexec_fn=_default_sigint)
+    # ignored; the ignored disposition survives exec and the child's Python then installs no
+    # KeyboardInterrupt handler. A handled signal is reset to the default at exec, so handle
+    # it here while the child starts (preexec_fn is unsafe with the Dask client's threads).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     trials = out / "trials.csv"
     deadline = time.time() + 60
     while not (trials.exists() and len(trials.read_text().splitlines()) >= 3):
