@@ -92,3 +92,19 @@ def float_arrays(name, arrays, *, writeable):
             raise TypeError(f"{name} must be an array or a list of arrays, got "
                             f"{type(arrays).__name__}") from None
     return [float_array(f"{name}[{i}]", a, writeable=writeable) for i, a in enumerate(arrays)]
+
+
+def fraction(name, value, *, example):
+    """A real number strictly between 0 and 1 (a share of something), returned as float;
+    ValueError naming the argument and an ``example`` value otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ValueError(f"{name} must be in (0, 1), e.g. {example}, got {value!r}")
+    return float(value)
+
+
+def widths(name, values):
+    """One or more layer widths (integers >= 1), returned as a tuple of ints."""
+    values = tuple(int(v) for v in values)
+    if not values or min(values) < 1:
+        raise ValueError(f"{name} must be one or more positive layer widths, got {values}")
+    return values

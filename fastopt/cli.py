@@ -212,8 +212,9 @@ def build_parser():
                         help="also write each figure as SVG next to the PNG")
     report.set_defaults(func=_cmd_bench_asv_report)
 
-    # experiments (each module defines its options and its run function)
-    from .experiments import compare, paths, sensitivity, sweep, weight_init
+    # experiments and the sweep (each module defines its options and its run function)
+    from .experiments import compare, paths, sensitivity, weight_init
+    from .sweep import command as sweep
 
     compare.add_parser(sub)
     paths.add_parser(sub)

@@ -1,4 +1,6 @@
+import functools
 import os
+import sys
 
 # Keras is only an oracle here; it must run on the torch backend (no TensorFlow/JAX).
 os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -36,11 +38,11 @@ def sweep_kernels():
     """The SGD kernels of the sweep tests compiled into Numba's disk cache once, in this
     process, so that the Dask workers of the sweep tests load them instead of compiling."""
     from fastopt import sweep
-    from fastopt.experiments import sweepspace
+    from fastopt.sweep.trial import warm_up
 
     task = sweep.make_task("digits", budget_steps=2, hidden=(2,))
-    trial, = sweepspace.plan_trials(sweepspace.parse_space("optimizer=sgd"), 1)
-    sweep.warm_up(task, trial.settings)
+    trial, = sweep.plan_trials(sweep.parse_space("optimizer=sgd"), 1)
+    warm_up(task, trial.settings)
     return task
 
 
@@ -55,3 +57,44 @@ def dask_cluster(sweep_kernels):
     yield client
     client.close()
     cluster.close()
+
+
+@pytest.fixture
+def crash_trial(dask_cluster):
+    """``crash_trial(index, marker)``: the worker of ``dask_cluster`` that first starts trial
+    ``index`` of a sweep dies at once (``os._exit``), after writing its pid and address to
+    the file ``marker``; every later start of that trial runs normally. The hook
+    (``fastopt.sweep.trial._on_trial_start``) is set in each worker process, not in this one,
+    and removed when the test ends."""
+    import cloudpickle
+
+    # The workers cannot import this conftest, so its functions travel by value.
+    here = sys.modules[__name__]
+    cloudpickle.register_pickle_by_value(here)
+    try:
+        yield lambda index, marker: dask_cluster.run(_set_crash_hook, index, str(marker))
+        dask_cluster.run(_set_crash_hook, None, None)
+    finally:
+        cloudpickle.unregister_pickle_by_value(here)
+
+
+def _set_crash_hook(index, marker):
+    """In a worker process: die the first time trial ``index`` starts (None: never)."""
+    from fastopt.sweep import trial
+
+    trial._on_trial_start = (None if index is None else
+                             functools.partial(_crash_once, index, marker))
+
+
+def _crash_once(index, marker, started):
+    from fastopt.sweep import trial
+
+    if started.index != index:
+        return
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    except FileExistsError:  # it crashed once already
+        return
+    os.write(fd, f"{os.getpid()} {trial.where()[0]}\n".encode())
+    os.close(fd)
+    os._exit(1)

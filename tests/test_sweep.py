@@ -1,20 +1,27 @@
 """fastopt.sweep and its space spec: parsing, the trial list, the textbook preset, trials.csv,
 and sweeps on a two-worker Dask LocalCluster: resume, a killed worker, a missing scheduler."""
 
+import ast
 import csv
+import inspect
 import json
 import math
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fastopt import runs, sweep
-from fastopt.experiments import sweepspace
-from fastopt.experiments.sweepspace import parse_space, plan_trials
+from fastopt.sweep import space as sweepspace
+from fastopt.sweep.cluster import workers_of
+from fastopt.sweep.result import rank_key
+from fastopt.sweep.space import parse_space, plan_trials
+from fastopt.sweep.trial import eval_every, split_validation, task_data
+from fastopt.sweep.triallog import TrialLog
 
 TINY = dict(dataset="digits", hidden=(8,), budget_steps=20, evals=2)
 SPACE = "lr=loguniform(1e-3,0.3) wd=loguniform(1e-6,1e-2)"
@@ -220,7 +227,7 @@ def test_textbook_preset_settings():
     # 50 epochs of 4 batches of 100 drawn with replacement from 400 samples: 200 updates,
     # one evaluation of the validation split per epoch
     assert (task.epochs, task.budget_steps, task.budget_seconds) == (50, None, None)
-    assert sweep.eval_every(task, 400, 100) == 4
+    assert eval_every(task, 400, 100) == 4
 
 
 def test_textbook_split_first_500_shuffled_20_percent_held_out():
@@ -232,7 +239,7 @@ def test_textbook_split_first_500_shuffled_20_percent_held_out():
         pytest.skip("MNIST needs fastopt[mnist]")
     task = sweep.make_task(**{k: v for k, v in sweep.TEXTBOOK.items()
                               if k not in ("space", "trials")})
-    X, y, X_val, y_val, classes = sweep.task_data(task)
+    X, y, X_val, y_val, classes = task_data(task)
     assert X.shape == (400, 784) and X_val.shape == (100, 784) and classes == 10
     # together they are the first 500 training images, each once
     first = mnist.X_train[:500]
@@ -245,7 +252,7 @@ def test_textbook_split_first_500_shuffled_20_percent_held_out():
 def test_split_validation_shuffles_then_holds_out_the_first_part():
     X = np.arange(20.0).reshape(10, 2)
     y = np.arange(10)
-    X_tr, y_tr, X_val, y_val = sweep.split_validation(X, y, 8, 0.25, seed=1)
+    X_tr, y_tr, X_val, y_val = split_validation(X, y, 8, 0.25, seed=1)
     order = np.random.default_rng(1).permutation(8)
     assert y_val.tolist() == order[:2].tolist() and y_tr.tolist() == order[2:].tolist()
     assert np.array_equal(X_tr, X[order[2:]])
@@ -257,18 +264,18 @@ def test_split_validation_shuffles_then_holds_out_the_first_part():
 
 def test_trial_log_appends_whole_lines_and_repairs_a_partial_one(tmp_path, capsys):
     path = tmp_path / "t.csv"
-    log = sweep.TrialLog(path, ("a", "b", "c"))
+    log = TrialLog(path, ("a", "b", "c"))
     log.append({"a": 1, "b": "x,y", "c": 0.1})
     log.append({"a": 2, "b": None, "c": float("nan")})
     assert read_lines(path) == ["a,b,c", '1,"x,y",0.1', "2,,"]
     with open(path, "ab") as f:
         f.write(b"3,half a li")  # a line cut short by a crash
-    again = sweep.TrialLog(path, ("a", "b", "c"))
+    again = TrialLog(path, ("a", "b", "c"))
     assert "dropped an incomplete last line" in capsys.readouterr().err
     assert read_lines(path) == ["a,b,c", '1,"x,y",0.1', "2,,"]
     assert len(again.rows) == 2
     with pytest.raises(ValueError, match="has the columns"):
-        sweep.TrialLog(path, ("a", "b"))
+        TrialLog(path, ("a", "b"))
 
 
 def test_rank_puts_diverged_and_nan_last():
@@ -277,7 +284,7 @@ def test_rank_puts_diverged_and_nan_last():
             dict(index=2, status="ok", val_accuracy=0.7, val_loss=0.8),
             dict(index=3, status="ok", val_accuracy=0.7, val_loss=0.6),
             dict(index=4, status="ok", val_accuracy=float("nan"), val_loss=float("nan"))]
-    assert [r["index"] for r in sorted(rows, key=sweep.rank_key)] == [3, 2, 0, 4, 1]
+    assert [r["index"] for r in sorted(rows, key=rank_key)] == [3, 2, 0, 4, 1]
 
 
 # ---------------------------------------------------------------------------------------
@@ -365,6 +372,43 @@ def test_import_loads_no_dask():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_public_names_and_no_test_hook_in_signatures():
+    assert set(sweep.__all__) >= {"run", "SweepResult", "TEXTBOOK", "make_task", "parse_space"}
+    assert all(hasattr(sweep, name) for name in sweep.__all__)
+    from fastopt.sweep import engine, trial
+
+    for function in (sweep.run, trial.run_trial, engine._run_distributed):
+        assert not any(p.startswith("_") for p in inspect.signature(function).parameters)
+
+
+def _imported_modules(path, package):
+    """The absolute names of the modules a source file imports (``from .. import x`` gives
+    both the package and ``package.x``)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            names.add(base)
+            names.update(f"{base}.{a.name}" for a in node.names)
+    return names
+
+
+def test_nothing_below_the_sweep_imports_it():
+    root = Path(sweep.__file__).parents[1]
+    below = [*root.glob("experiments/*.py"), root / "train.py", *root.glob("nn/*.py"),
+             *root.glob("optim/*.py"), *root.glob("kernels/*.py")]
+    for path in below:
+        package = ".".join(path.relative_to(root.parent).with_suffix("").parts[:-1])
+        imported = _imported_modules(path, package)
+        assert not any(n == "fastopt.sweep" or n.startswith("fastopt.sweep.")
+                       for n in imported), path
 
 
 def test_unreachable_scheduler_fails_fast():
@@ -456,12 +500,12 @@ def test_resume_skips_trials_already_done(tmp_path, dask_cluster):
 
 
 @pytest.mark.slow  # starts Dask worker processes
-def test_killed_worker_trial_runs_again_once(tmp_path, dask_cluster):
+def test_killed_worker_trial_runs_again_once(tmp_path, dask_cluster, crash_trial):
     out = tmp_path / "s"
     marker = tmp_path / "crashed"
+    crash_trial(2, marker)
     lines = []
-    result = sweep.run(SPACE, trials=6, client=dask_cluster, out=out,
-                       _crash=(2, str(marker)), log=lines.append,
+    result = sweep.run(SPACE, trials=6, client=dask_cluster, out=out, log=lines.append,
                        **dict(TINY, budget_steps=200))
     # the worker running trial 2 died (os._exit) the first time it started it
     assert marker.exists()
@@ -474,7 +518,7 @@ def test_killed_worker_trial_runs_again_once(tmp_path, dask_cluster):
     assert any("left during the sweep" in line for line in lines)
     # the nanny replaced the dead worker: the shared cluster has two workers again
     deadline = time.time() + 30
-    while len(sweep.workers_of(dask_cluster)) < 2:
+    while len(workers_of(dask_cluster)) < 2:
         assert time.time() < deadline
         time.sleep(0.2)
 

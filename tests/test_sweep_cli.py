@@ -17,8 +17,8 @@ matplotlib.use("Agg")
 
 from fastopt import sweep  # noqa: E402
 from fastopt.cli import build_parser  # noqa: E402
-from fastopt.experiments import sweep as command  # noqa: E402
-from fastopt.experiments import sweepspace  # noqa: E402
+from fastopt.sweep import command, engine  # noqa: E402
+from fastopt.sweep import space as sweepspace  # noqa: E402
 from tests.clitools import cli, read_csv  # noqa: E402
 
 TINY = ["--dataset", "digits", "--hidden", "8", "--budget-steps", "20", "--evals", "2",
@@ -168,14 +168,14 @@ def test_failed_trial_goes_to_errors_csv_and_is_retried_next_time(tmp_path, caps
     out = tmp_path / "run"
     argv = ["sweep", "--space", "lr=choice(0.1,0.05,0.02)", "--grid", "--workers", "0",
             "--out", str(out), *TINY]
-    run_trial = sweep.run_trial
+    run_trial = engine.run_trial
 
     def failing(task, trial, *args):
         if trial.index == 1:
             raise RuntimeError("out of memory (a test)")
         return run_trial(task, trial, *args)
 
-    monkeypatch.setattr(sweep, "run_trial", failing)
+    monkeypatch.setattr(engine, "run_trial", failing)
     code, stdout, stderr = cli(argv, capsys)
     assert code == 1
     assert "trial 0001-" in stderr and "RuntimeError: out of memory (a test)" in stderr
@@ -184,7 +184,7 @@ def test_failed_trial_goes_to_errors_csv_and_is_retried_next_time(tmp_path, caps
     error, = read_csv(out / "errors.csv")
     assert error["index"] == "1" and error["lr"] == "0.05" and "out of memory" in error["error"]
     assert json.loads((out / "settings.json").read_text())["status"] == "incomplete"
-    monkeypatch.setattr(sweep, "run_trial", run_trial)
+    monkeypatch.setattr(engine, "run_trial", run_trial)
     code, stdout, _ = cli(argv, capsys)
     assert code == 0 and "(1 run now, 2 earlier)" in stdout
     assert [r["index"] for r in read_csv(out / "trials.csv")] == ["0", "2", "1"]

@@ -9,8 +9,8 @@ figures from plain functions (usable from Python and tests) and registers one su
   set; histories, summary table, loss/accuracy versus time and steps (``fastopt compare``).
 - ``sensitivity``: final loss/accuracy of each optimizer over a log grid of learning rates
   (``fastopt sensitivity``).
-- ``sweep``: hyperparameter sweeps on Dask distributed (``fastopt sweep``; the engine is
-  ``fastopt.sweep``, the search-space spec ``sweepspace``).
+- ``fastopt sweep`` is not here: hyperparameter sweeps are the package ``fastopt.sweep``, a
+  layer above this one (it uses ``training``; nothing here imports it).
 - ``optspec``: the ``--optimizers NAME[:key=value,...]`` syntax; ``training``: what compare
   and sensitivity share (optimizer defaults for the MLP, one run that survives divergence).
 

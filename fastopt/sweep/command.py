@@ -1,8 +1,9 @@
-"""``fastopt sweep``: hyperparameter search over many training runs, on Dask distributed.
+"""``fastopt sweep``: the command-line front end of ``fastopt.sweep.run``.
 
-The engine (trials, execution, trials.csv, resuming) is ``fastopt.sweep``; the space spec is
-``fastopt.experiments.sweepspace``. This module is the command: its options, the textbook
-preset, and the files drawn from the finished trials.
+This module is the command: its options and help, how they combine with the ``--textbook``
+preset into the keyword arguments of ``run``, and what it prints and writes at the end (the
+tables and figures are ``fastopt.sweep.report``). ``fastopt.cli`` registers it with
+``add_parser``.
 
 Results (in the run folder)
     trials.csv         one line per finished trial, appended as it finishes (columns:
@@ -20,13 +21,16 @@ Results (in the run folder)
 """
 
 import argparse
-import math
 
-import numpy as np
-
-from .. import runs
-from ..sweep import DEFAULT_STEPS
-from . import sweepspace, training
+from .. import _checks, runs
+from ..experiments import training
+from . import engine
+from .cluster import DEFAULT_CONNECT_TIMEOUT, MissingDaskError, SchedulerError
+from .presets import TEXTBOOK, TEXTBOOK_TOP
+from .report import best_rows, best_table, plot_best_curves, plot_scatter
+from .space import parse_space
+from .trial import DEFAULT_STEPS
+from .triallog import ERRORS_FILE, HISTORIES, TRIAL_COLUMNS, TRIALS_FILE
 
 DEFAULT_SPACE = "optimizer=choice(sgd,momentum,adam) lr=loguniform(1e-4,1)"
 DEFAULT_TOP = 10
@@ -141,13 +145,23 @@ def add_parser(sub):
 def resolve(args):
     """The keyword arguments of ``fastopt.sweep.run`` and the top K, from the options: the
     preset's values (with --textbook), replaced by the options given."""
-    from .. import sweep
-
     runs.check_common_arguments(args)
-    kwargs = dict(sweep.TEXTBOOK) if args.textbook else {}
-    top = sweep.TEXTBOOK_TOP if args.textbook else DEFAULT_TOP
+    kwargs = dict(TEXTBOOK) if args.textbook else {}
+    top = TEXTBOOK_TOP if args.textbook else DEFAULT_TOP
     kwargs.setdefault("space", DEFAULT_SPACE)
     kwargs.setdefault("dataset", "digits")
+    _merge_given(args, kwargs)
+    _check_options(args)
+    space = parse_space(kwargs["space"], flag="--space", grid=args.grid)
+    kwargs["space"] = space
+    kwargs.update(seed=args.seed, grid=False, workers=args.workers, scheduler=args.scheduler,
+                  connect_timeout=args.connect_timeout or DEFAULT_CONNECT_TIMEOUT)
+    return kwargs, args.top or top
+
+
+def _merge_given(args, kwargs):
+    """Replace the values in ``kwargs`` by the options given; a budget option replaces the
+    preset's budget, whichever kind it is."""
     given = {
         "space": args.space, "trials": args.trials, "dataset": args.dataset,
         "train_samples": args.train_samples, "val_fraction": args.val_fraction,
@@ -165,6 +179,10 @@ def resolve(args):
             kwargs.pop(key, None)
         given.update(budgets)
     kwargs.update({k: v for k, v in given.items() if v is not None})
+
+
+def _check_options(args):
+    """The options' own values and combinations; ValueError naming the option."""
     for option, value, low in (("--trials", args.trials, 1), ("--budget-steps",
                                args.budget_steps, 1), ("--epochs", args.epochs, 1),
                                ("--train-samples", args.train_samples, 2),
@@ -176,9 +194,8 @@ def resolve(args):
                           ("--connect-timeout", args.connect_timeout)):
         if value is not None:
             runs.check_positive(option, value)
-    if args.val_fraction is not None and not 0 < args.val_fraction < 1:
-        raise ValueError(f"--val-fraction must be in (0, 1), e.g. 0.2, got "
-                         f"{args.val_fraction!r}")
+    if args.val_fraction is not None:
+        _checks.fraction("--val-fraction", args.val_fraction, example=0.2)
     if args.scheduler is not None and args.workers is not None:
         raise ValueError("--workers sets the size of a local cluster; with --scheduler the "
                          "cluster's own workers run the trials (leave out --workers)")
@@ -187,11 +204,6 @@ def resolve(args):
     if args.dataset is not None and args.dataset not in _datasets():
         raise ValueError(f"--dataset: unknown data set {args.dataset!r}; valid: "
                          + ", ".join(_datasets()))
-    space = sweepspace.parse_space(kwargs["space"], flag="--space", grid=args.grid)
-    kwargs["space"] = space
-    kwargs.update(seed=args.seed, grid=False, workers=args.workers, scheduler=args.scheduler,
-                  connect_timeout=args.connect_timeout or sweep.DEFAULT_CONNECT_TIMEOUT)
-    return kwargs, args.top or top
 
 
 def _datasets():
@@ -201,143 +213,11 @@ def _datasets():
 
 
 def budget_text(kwargs):
-    from .. import sweep
-
     if kwargs.get("epochs") is not None:
         return f"{kwargs['epochs']} epoch{'s' * (kwargs['epochs'] > 1)}"
     if kwargs.get("budget_seconds") is not None:
         return f"{kwargs['budget_seconds']:g} s of training"
-    return f"{kwargs.get('budget_steps') or sweep.DEFAULT_STEPS} steps"
-
-
-# ---------------------------------------------------------------------------------------
-# tables and figures
-
-
-def best_rows(result, k):
-    return [dict(rank=i + 1, **row) for i, row in enumerate(result.best(k))]
-
-
-def _short(value, spec=".3g"):
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return training.fmt(value, spec)
-    return str(value)
-
-
-def best_table(result, space, k):
-    """The plain-text table of the best k trials (columns that vary in the space only)."""
-    names = ["optimizer", "lr"] + [n for n in ("weight_decay", "momentum", "batch_size",
-                                                "schedule", "seed") if space.varies(n)]
-    heads = {"weight_decay": "wd", "batch_size": "batch"}
-    rows = []
-    for row in best_rows(result, k):
-        cells = dict(rank=str(row["rank"]), trial=row["trial_id"],
-                     acc=training.fmt(100 * row["val_accuracy"], ".2f"),
-                     loss=training.fmt(row["val_loss"], ".4f"),
-                     best=training.fmt(100 * row["best_val_accuracy"], ".2f"),
-                     steps=str(row["steps"]), seconds=training.fmt(row["trial_seconds"], ".2f"),
-                     note=row["status"] if row["status"] != "ok" else "")
-        cells.update({n: _short(row[n]) for n in names})
-        rows.append(cells)
-    columns = ["rank", "trial", *names, "acc", "loss", "best", "steps", "seconds", "note"]
-    headers = ["rank", "trial", *(heads.get(n, n) for n in names), "val acc %", "val loss",
-               "best val acc %", "steps", "trial s", ""]
-    return training.format_table(rows, columns, headers)
-
-
-def _colours(result):
-    """One colour per optimizer, in the order they first appear in the sweep."""
-    labels = list(dict.fromkeys(t.settings["optimizer"] for t in result.planned))
-    return {label: f"C{i % 10}" for i, label in enumerate(labels)}
-
-
-def plot_scatter(result, space, k, title=None):
-    """Final validation accuracy versus lr (and weight decay, batch size where they vary),
-    one colour per optimizer; the best k circled, diverged trials as crosses."""
-    from matplotlib.figure import Figure
-
-    panels = [("lr", "learning rate (log scale)", True)]
-    if space.varies("weight_decay"):
-        panels.append(("weight_decay", "weight decay (log scale)", True))
-    if space.varies("batch_size"):
-        panels.append(("batch_size", "batch size (log scale)", True))
-    if space.varies("momentum"):
-        panels.append(("momentum", "momentum", False))
-    fig = Figure(figsize=(5.2 * len(panels) + 0.6, 4.6), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
-    colours = _colours(result)
-    best_ids = {r["trial_id"] for r in result.best(k)}
-    for ax, (name, label, log) in zip(axes, panels):
-        for opt, colour in colours.items():
-            rows = [r for r in result.trials if r["optimizer"] == opt and r[name] is not None]
-            for kind, marker in (("ok", "o"), ("diverged", "x")):
-                pick = [r for r in rows if (r["status"] == "ok") == (kind == "ok")]
-                if not pick:
-                    continue
-                x = np.array([r[name] for r in pick], dtype=float)
-                y = 100 * np.array([r["val_accuracy"] for r in pick], dtype=float)
-                y = np.where(np.isfinite(y), y, 0.0)
-                ax.scatter(x, y, s=26, marker=marker, color=colour, alpha=0.85,
-                           label=opt if kind == "ok" or not any(
-                               r["status"] == "ok" for r in rows) else "_" + opt)
-            top = [r for r in rows if r["trial_id"] in best_ids]
-            if top:
-                ax.scatter([r[name] for r in top], [100 * r["val_accuracy"] for r in top],
-                           s=90, facecolors="none", edgecolors="black", linewidths=1.1,
-                           label="_best")
-        if log:
-            values = [r[name] for r in result.trials if r[name] is not None and r[name] > 0]
-            if values:
-                ax.set_xscale("log")
-        ax.set_xlabel(label)
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("validation accuracy after the last step (%)")
-    axes[0].set_ylim(-2, 102)
-    handles, labels = axes[0].get_legend_handles_labels()
-    handles.append(axes[0].scatter([], [], s=90, facecolors="none", edgecolors="black"))
-    labels.append(f"best {k}")
-    if any(r["status"] != "ok" for r in result.trials):
-        handles.append(axes[0].scatter([], [], marker="x", color="0.3"))
-        labels.append("diverged")
-    fig.legend(handles, labels, loc="outside right upper", title="optimizer",
-               fontsize="small")
-    fig.suptitle(title or f"{len(result.trials)} trials")
-    return fig
-
-
-def plot_best_curves(result, k, x_column="epoch", title=None):
-    """Validation accuracy against ``x_column`` (epoch or step) of the best k trials, one
-    small panel each, best first (the textbook's figure, validation only)."""
-    from matplotlib.figure import Figure
-
-    best = result.best(k)
-    cols = min(5, max(1, len(best)))
-    rows = max(1, math.ceil(len(best) / cols))
-    fig = Figure(figsize=(2.7 * cols, 2.3 * rows + 0.6), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False))
-    colours = _colours(result)
-    for i, ax in enumerate(axes.flat):
-        if i >= len(best):
-            ax.set_visible(False)
-            continue
-        row = best[i]
-        history = result.history(row["trial_id"])
-        ax.plot(history[x_column], 100 * history["test_accuracy"],
-                color=colours.get(row["optimizer"], "C0"), lw=1.6)
-        wd = "" if row["weight_decay"] is None else f" wd {row['weight_decay']:.2g}"
-        ax.set_title(f"#{i + 1} {row['optimizer']} val {100 * row['val_accuracy']:.1f}%\n"
-                     f"lr {row['lr']:.2g}{wd}", fontsize="small")
-        ax.set_ylim(0, 100)
-        ax.grid(True, alpha=0.3)
-        if i % cols == 0:
-            ax.set_ylabel("val acc (%)")
-        if i >= len(best) - cols:
-            ax.set_xlabel(x_column)
-    fig.suptitle(title or f"best {len(best)} of {len(result.trials)} trials: validation "
-                          "accuracy during training")
-    return fig
+    return f"{kwargs.get('budget_steps') or DEFAULT_STEPS} steps"
 
 
 # ---------------------------------------------------------------------------------------
@@ -346,49 +226,65 @@ def plot_best_curves(result, k, x_column="epoch", title=None):
 
 def run(args):
     """The ``sweep`` command; returns the exit code (0, or 1 if trials failed)."""
-    from .. import sweep
-
     kwargs, top = resolve(args)
     out = runs.make_out_dir(args.out, "sweep")
     args._out_dir = str(out)  # for the Ctrl-C message
-    space = kwargs["space"]
-    dataset = kwargs["dataset"]
-    where = ("in this process" if args.workers == 0 else
-             f"on the Dask scheduler {args.scheduler}" if args.scheduler else
-             f"on a local Dask cluster of {args.workers or 'one worker per core'}"
-             + (" workers" if args.workers else ""))
-    print(f"sweep: {space.text()}\n  each trial: ReLU MLP with hidden layers "
-          f"{'-'.join(map(str, kwargs['hidden']))} on {dataset}"
-          + (f" (first {kwargs['train_samples']} training samples)"
-             if kwargs.get("train_samples") else "")
-          + f", {budget_text(kwargs)}; scored on {100 * kwargs.get('val_fraction', 0.2):g}% of "
-          f"the training samples held out for validation; {where}", flush=True)
+    _announce(args, kwargs)
     resolved = {"top": top, "textbook": bool(args.textbook)}
     try:
-        result = sweep.run(**kwargs, out=out, progress=runs.progress_enabled(args.no_progress),
-                           log=lambda text: print(text, flush=True),
-                           record=dict(arguments=vars(args), argv=getattr(args, "_argv", None),
-                                       resolved=resolved))
-    except (sweep.SchedulerError, sweep.MissingDaskError) as exc:
+        result = engine.run(**kwargs, out=out,
+                            progress=runs.progress_enabled(args.no_progress),
+                            log=lambda text: print(text, flush=True),
+                            record=dict(arguments=vars(args),
+                                        argv=getattr(args, "_argv", None), resolved=resolved))
+    except (SchedulerError, MissingDaskError) as exc:
         raise ValueError(str(exc)) from None
     except ImportError as exc:  # a data set's missing extra
-        raise ValueError(f"--dataset {dataset}: {exc}") from None
-    runs.wrote(out / sweep.TRIALS_FILE, f"{len(result.trials)} trials, one line each "
-                                       f"({result.ran} run now, {result.skipped} earlier)")
-    runs.wrote(out / sweep.HISTORIES, "the training history of each trial")
+        raise ValueError(f"--dataset {kwargs['dataset']}: {exc}") from None
+    runs.wrote(out / TRIALS_FILE, f"{len(result.trials)} trials, one line each "
+                                  f"({result.ran} run now, {result.skipped} earlier)")
+    runs.wrote(out / HISTORIES, "the training history of each trial")
     if result.errors:
-        runs.wrote(out / sweep.ERRORS_FILE, f"{len(result.errors)} trial(s) that failed")
+        runs.wrote(out / ERRORS_FILE, f"{len(result.errors)} trial(s) that failed")
     if not result.trials:
         runs.update_settings(out, status="incomplete")
         print("no trial finished")
         return 1
     k = min(top, len(result.trials))
-    training.write_rows(best_rows(result, k), ["rank", *sweep.TRIAL_COLUMNS],
-                        out / "best.csv")
+    _write_best(args, kwargs, result, out, k)
+    complete = result.complete and not result.errors
+    runs.update_settings(out, status="complete" if complete else "incomplete",
+                         seconds=round(result.seconds, 2), workers=result.workers)
+    _print_summary(result, kwargs["space"], k)
+    if result.errors:
+        print(f"{len(result.errors)} trial(s) failed (errors.csv); run the same command "
+              "again to retry them")
+        return 1
+    return 0
+
+
+def _announce(args, kwargs):
+    """The first lines: the space, what each trial does and where the trials run."""
+    where = ("in this process" if args.workers == 0 else
+             f"on the Dask scheduler {args.scheduler}" if args.scheduler else
+             f"on a local Dask cluster of {args.workers or 'one worker per core'}"
+             + (" workers" if args.workers else ""))
+    print(f"sweep: {kwargs['space'].text()}\n  each trial: ReLU MLP with hidden layers "
+          f"{'-'.join(map(str, kwargs['hidden']))} on {kwargs['dataset']}"
+          + (f" (first {kwargs['train_samples']} training samples)"
+             if kwargs.get("train_samples") else "")
+          + f", {budget_text(kwargs)}; scored on {100 * kwargs.get('val_fraction', 0.2):g}% of "
+          f"the training samples held out for validation; {where}", flush=True)
+
+
+def _write_best(args, kwargs, result, out, k):
+    """best.csv, sweep_lr.png and best_curves.png, each announced."""
+    space = kwargs["space"]
+    training.write_rows(best_rows(result, k), ["rank", *TRIAL_COLUMNS], out / "best.csv")
     runs.wrote(out / "best.csv", f"the best {k} trials by final validation accuracy")
 
     runs.use_agg()
-    title = (f"{dataset}, MLP {'-'.join(map(str, kwargs['hidden']))}, "
+    title = (f"{kwargs['dataset']}, MLP {'-'.join(map(str, kwargs['hidden']))}, "
              f"{budget_text(kwargs)} per trial")
     fig = plot_scatter(result, space, k, title=f"{len(result.trials)} trials: {title}")
     for path in runs.save_figure(fig, out, "sweep_lr", svg=args.svg):
@@ -399,9 +295,10 @@ def run(args):
                                                       f"trials: {title}")
     for path in runs.save_figure(fig, out, "best_curves", svg=args.svg):
         runs.wrote(path, f"validation accuracy during training, best {k}")
-    complete = result.complete and not result.errors
-    runs.update_settings(out, status="complete" if complete else "incomplete",
-                         seconds=round(result.seconds, 2), workers=result.workers)
+
+
+def _print_summary(result, space, k):
+    """The table of the best k trials, and this run's count, time and throughput."""
     print()
     print(best_table(result, space, k))
     diverged = sum(r["status"] == "diverged" for r in result.trials)
@@ -409,8 +306,3 @@ def run(args):
           f"trials in {result.seconds:.1f} s on {result.workers} worker(s)"
           + (f" = {60 * result.ran / result.seconds:.1f} trials/min" if result.ran
              and result.seconds > 0 else ""))
-    if result.errors:
-        print(f"{len(result.errors)} trial(s) failed (errors.csv); run the same command "
-              "again to retry them")
-        return 1
-    return 0

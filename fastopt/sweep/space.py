@@ -1,4 +1,9 @@
-"""The search space of ``fastopt sweep``: a small readable spec, and the trial list it gives.
+"""The search space of a sweep: a small readable spec, and the trial list it gives.
+
+``parse_space`` reads the spec into a ``Space`` of ``Term``s; ``plan_trials`` turns a space
+into the sweep's ``Trial`` list (deterministic for a seed); ``optimizer_kwargs`` says which
+``fastopt.optim`` class and arguments a trial's settings mean. The optimizer names and
+their defaults come from ``fastopt.experiments.training`` (those of ``fastopt compare``).
 
 Grammar (whitespace separates terms; spaces inside parentheses and quotes are fine)::
 
@@ -55,6 +60,8 @@ import re
 from typing import NamedTuple
 
 import numpy as np
+
+from .. import runs
 
 #: the names a space may set, in the order draws are made (and columns are written)
 NAMES = ("optimizer", "lr", "weight_decay", "momentum", "batch_size", "schedule", "seed")
@@ -347,7 +354,7 @@ def _typed(key, text, word, flag):
 
 
 def _optimizer_value(text, word, flag):
-    from . import training
+    from ..experiments import optspec, training
 
     try:
         specs = training.parse_optimizers(text, flag=f"{flag} {word!r}")
@@ -364,8 +371,6 @@ def _optimizer_value(text, word, flag):
             raise ValueError(f"{flag}: {label!r} in {word!r} sets {key}; sweep it as a term "
                              f"of its own ({short}=...) instead")
     config = training.configure(name, overrides, label)
-    from . import optspec
-
     optspec.check_arguments(label, config.cls, config.kwargs, flag=f"{flag} {word!r}")
     return label
 
@@ -412,10 +417,8 @@ def plan_trials(space, trials=None, seed=0, defaults=None):
     overrides DEFAULTS for names the space leaves out (e.g. ``{"batch_size": 100}``)."""
     if trials is None:
         trials = 1 if space.grid_terms else 20
-    if isinstance(trials, bool) or not isinstance(trials, (int, np.integer)) or trials < 1:
-        raise ValueError(f"trials must be a positive integer, got {trials!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    trials = runs.check_count("trials", _python_int(trials))
+    seed = runs.check_count("seed", _python_int(seed), low=0)
     grid = space.grid_terms
     points = list(itertools.product(*(t.args for t in grid)))
     out = []
@@ -435,10 +438,16 @@ def plan_trials(space, trials=None, seed=0, defaults=None):
     return out
 
 
+def _python_int(value):
+    """A NumPy integer as a Python int (counts may come from NumPy too); anything else as
+    it is, for the check to judge."""
+    return int(value) if isinstance(value, np.integer) else value
+
+
 def resolve(drawn, seed=0, defaults=None):
     """Every name's value for one trial: ``drawn`` values, else the defaults (lr, weight
     decay and momentum: the optimizer's own; momentum None if it has none)."""
-    from . import optspec, training
+    from ..experiments import optspec, training
 
     base = dict(DEFAULTS, seed=int(seed), **(defaults or {}))
     optimizer = drawn.get("optimizer", base["optimizer"])
@@ -468,7 +477,7 @@ def trial_id(index, settings):
 
 def optimizer_kwargs(settings):
     """(fastopt.optim class name, its keyword arguments) for one trial's settings."""
-    from . import training
+    from ..experiments import training
 
     (_, name, overrides), = training.parse_optimizers(settings["optimizer"])
     config = training.configure(name, overrides, settings["optimizer"], lr=settings["lr"])
