@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fastopt import optim
+from fastopt.optim import catalogue
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 keras = pytest.importorskip("keras")
@@ -28,9 +29,8 @@ def keras_opt(name, kw):
     if wd:
         args["weight_decay"] = wd
     args.update(kw)
-    cls = {"SGD": keras.optimizers.SGD, "Adagrad": keras.optimizers.Adagrad,
-           "RMSprop": keras.optimizers.RMSprop, "Adam": keras.optimizers.Adam,
-           "AdamW": keras.optimizers.AdamW}[name]
+    keras_name = catalogue.keras_names()[getattr(optim, name).__name__.lower()]
+    cls = getattr(keras.optimizers, keras_name)
     if name == "AdamW":
         args.setdefault("weight_decay", 0.0)
     return cls(**args)

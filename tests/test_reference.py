@@ -18,6 +18,7 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before any keras import
 
 from fastopt import reference  # noqa: E402
+from fastopt.optim import catalogue  # noqa: E402
 from fastopt.reference import DEFAULTS, STATE_NAMES, RefOptimizer  # noqa: E402
 
 SHAPES = [(7,), (3, 5), (1,)]
@@ -161,9 +162,7 @@ def torch_mod():
     return pytest.importorskip("torch")
 
 
-TORCH_CLASS = dict(sgd="SGD", adagrad="Adagrad", rmsprop="RMSprop", adam="Adam",
-                   adamw="AdamW", adadelta="Adadelta", adamax="Adamax",
-                   nadam="NAdam", radam="RAdam")
+TORCH_CLASS = catalogue.torch_names()
 
 
 @pytest.fixture
@@ -463,8 +462,7 @@ KERAS_CASES = {
     ],
 }
 KERAS_CASE_IDS = [(n, i) for n, c in KERAS_CASES.items() for i in range(len(c))]
-KERAS_CLASS = dict(sgd="SGD", adagrad="Adagrad", rmsprop="RMSprop", adam="Adam",
-                   adamw="AdamW")
+KERAS_CLASS = catalogue.keras_names()
 
 
 def keras_mod():

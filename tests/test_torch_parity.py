@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from fastopt import optim
+from fastopt.optim import catalogue
 
 torch = pytest.importorskip("torch")
 
@@ -110,8 +111,7 @@ def test_float32_matches_torch(config, rng, kernel_path):
         np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adadelta",
-                                  "Adamax", "NAdam", "RAdam"])
+@pytest.mark.parametrize("name", list(catalogue.torch_names().values()))
 def test_lr_changing_every_step_matches_torch(name, torch64, rng):
     kw = dict(momentum=0.9) if name in ("SGD", "RMSprop") else {}
     params, tparams, _, _ = run_pair(name, kw, np.float64, rng,
@@ -120,7 +120,7 @@ def test_lr_changing_every_step_matches_torch(name, torch64, rng):
         np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adagrad"])
+@pytest.mark.parametrize("name", [catalogue.torch_names()[n] for n in catalogue.torch_fused()])
 def test_matches_torch_fused_path(name, torch64, rng):
     """torch's fused CPU kernels implement the same formulas (looser: they use FMA)."""
     params = [rng.standard_normal(33)]

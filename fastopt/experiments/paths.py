@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import runs
+from ..optim import catalogue
 from . import optspec
 from .surfaces import SURFACES
 
@@ -38,23 +39,9 @@ from .surfaces import SURFACES
 DIVERGED = 1e6
 
 # name -> (fastopt.optim class, fixed arguments, default lr when the surface has none in
-#          its ``lrs``: factor * the Surface field named). "gd_lr" is a plain
-#          gradient-descent rate for that surface, "step" a typical step length of the
-#          adaptive methods.
-OPTIMIZERS = {
-    "sgd": ("SGD", {}, "gd_lr", 1.0),
-    "momentum": ("SGD", {"momentum": 0.9}, "gd_lr", 0.1),
-    "nesterov": ("SGD", {"momentum": 0.9, "nesterov": True}, "gd_lr", 0.1),
-    "adagrad": ("Adagrad", {}, "step", 5.0),
-    "rmsprop": ("RMSprop", {}, "step", 0.3),
-    "adam": ("Adam", {}, "step", 1.0),
-    "adamw": ("AdamW", {}, "step", 1.0),
-    "adamax": ("Adamax", {}, "step", 1.0),
-    "nadam": ("NAdam", {}, "step", 1.0),
-    "radam": ("RAdam", {}, "step", 1.0),
-    "lion": ("Lion", {}, "step", 0.5),
-    "adadelta": ("Adadelta", {}, "step", 30.0),
-}
+#          its ``lrs``: factor * the Surface field named), from the optimizer catalogue
+#          (``fastopt.optim.catalogue.Preset.path_lr``).
+OPTIMIZERS = {name: (p.cls, p.fixed) + p.path_lr for name, p in catalogue.presets().items()}
 DEFAULT_OPTIMIZERS = "sgd,momentum,adagrad,rmsprop,adam"
 
 
@@ -80,15 +67,13 @@ class Trajectory(NamedTuple):
 #: The textbook figure: (label, title, class, arguments) in the textbook's order.
 BOOK_FUNCTION = "quadratic"
 BOOK_STEPS = 30
-BOOK = (
-    OptimizerConfig("sgd", "SGD", "SGD", dict(lr=0.95, convention="keras")),
+BOOK = (  # the textbook's formulas come from the catalogue (Facts.textbook)
+    OptimizerConfig("sgd", "SGD", "SGD", dict(lr=0.95, **catalogue.textbook("sgd"))),
     OptimizerConfig("momentum", "Momentum", "SGD",
-                    dict(lr=0.1, momentum=0.9, convention="keras")),
+                    dict(lr=0.1, momentum=0.9, **catalogue.textbook("sgd"))),
     OptimizerConfig("adagrad", "AdaGrad", "Adagrad",
-                    dict(lr=1.5, eps=1e-7, initial_accumulator_value=0.0, lr_decay=0.0,
-                         convention="torch")),
-    OptimizerConfig("adam", "Adam", "Adam",
-                    dict(lr=0.3, betas=(0.9, 0.999), eps=1e-7, convention="keras")),
+                    dict(lr=1.5, **catalogue.textbook("adagrad"))),
+    OptimizerConfig("adam", "Adam", "Adam", dict(lr=0.3, **catalogue.textbook("adam"))),
 )
 
 

@@ -25,7 +25,10 @@ and Keras 3 (``update_step``) for the ``*_keras`` rules, so that float64 results
 rounding.
 """
 
+import ast
+import inspect
 import math
+import textwrap
 from typing import Callable, NamedTuple
 
 from numba.extending import register_jitable
@@ -41,16 +44,70 @@ class UpdateRule(NamedTuple):
     state: tuple  # names of the state slots (s0, s1, s2) the rule defines
 
 
+#: every rule, by name: drives kernels, optimizers, tests and benchmarks (filled by
+#: ``update_rule`` as this module is imported)
+RULES = {}
+
+_SIGNATURE = 7  # p, g, s0, s1, s2, h, f
+
+
+def update_rule(name, *, state):
+    """Register a scalar rule under ``name`` with the names of its state slots.
+
+    The hyperparameter and flag names are read from the rule's own first statements that
+    unpack ``h`` and ``f`` (``lr, gscale, wd = h``), so the order the kernel reads them in
+    is written exactly once; the host side (``fastopt.optim``) fills them by name and is
+    checked against these names when an optimizer is built. A rule whose signature, state
+    names or unpacking do not fit fails here, at import.
+    """
+    if not 1 <= len(state) <= 3:
+        raise ValueError(f"rule {name!r}: state names {state} must number 1 to 3")
+
+    def register(fn):
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
+        args = [a.arg for a in tree.args.args]
+        if len(args) != _SIGNATURE or args[:2] != ["p", "g"] or args[5:] != ["h", "f"]:
+            raise TypeError(f"rule {name!r}: signature must be (p, g, s0, s1, s2, h, f), "
+                            f"got ({', '.join(args)})")
+        unpacked = _unpacked_names(tree, name)
+        if name in RULES:
+            raise ValueError(f"rule {name!r} is defined twice")
+        RULES[name] = UpdateRule(name, fn, unpacked.get("h", ()), unpacked.get("f", ()),
+                                 tuple(state))
+        return fn
+
+    return register
+
+
+def _unpacked_names(tree, name):
+    """{"h": names, "f": names} from the rule's top-level ``a, b = h`` statements."""
+    found = {}
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Name)
+                and node.value.id in ("h", "f")):
+            target = node.targets[0]
+            if len(node.targets) != 1 or not isinstance(target, ast.Tuple) or not all(
+                    isinstance(e, ast.Name) for e in target.elts):
+                raise TypeError(f"rule {name!r}: unpack {node.value.id} into plain names")
+            if node.value.id in found:
+                raise TypeError(f"rule {name!r}: {node.value.id} is unpacked twice")
+            found[node.value.id] = tuple(e.id for e in target.elts)
+    if "h" not in found:
+        raise TypeError(f"rule {name!r}: the rule must unpack its hyperparameters "
+                        "(``lr, gscale, ... = h``)")
+    return found
+
+
 # ---------------------------------------------------------------------------------------
 # shared pieces
 
 
 @register_jitable(inline="always")
-def grad_prologue(p, g, gscale, wd, has_wd):
+def grad_prologue(p, g, gscale, weight_decay, has_wd):
     """Scaled gradient (maximize, fused clip) plus coupled L2 weight decay."""
     g = g * gscale
     if has_wd:
-        g = g + wd * p
+        g = g + weight_decay * p
     return g
 
 
@@ -74,10 +131,11 @@ def maximum(a, b):
 # torch.optim rules
 
 
+@update_rule("sgd", state=("momentum_buffer",))
 def sgd(p, g, b, s1, s2, h, f):
-    lr, gscale, wd, momentum, one_minus_dampening = h
+    lr, gscale, weight_decay, momentum, one_minus_dampening = h
     has_wd, has_momentum, nesterov, first_step = f
-    g = grad_prologue(p, g, gscale, wd, has_wd)
+    g = grad_prologue(p, g, gscale, weight_decay, has_wd)
     if has_momentum:
         if first_step:
             b = g
@@ -91,19 +149,21 @@ def sgd(p, g, b, s1, s2, h, f):
     return p, b, s1, s2
 
 
+@update_rule("adagrad", state=("sum",))
 def adagrad(p, g, s, s1, s2, h, f):
-    clr, gscale, wd, eps = h
+    clr, gscale, weight_decay, eps = h
     (has_wd,) = f
-    g = grad_prologue(p, g, gscale, wd, has_wd)
+    g = grad_prologue(p, g, gscale, weight_decay, has_wd)
     s = s + g * g
     p = p - clr * (g / (math.sqrt(s) + eps))
     return p, s, s1, s2
 
 
+@update_rule("rmsprop", state=("square_avg", "grad_avg", "momentum_buffer"))
 def rmsprop(p, g, v, gm, b, h, f):
-    lr, gscale, wd, alpha, one_minus_alpha, eps, momentum = h
+    lr, gscale, weight_decay, alpha, one_minus_alpha, eps, momentum = h
     has_wd, centered, has_momentum, lerp_high = f
-    g = grad_prologue(p, g, gscale, wd, has_wd)
+    g = grad_prologue(p, g, gscale, weight_decay, has_wd)
     v = v * alpha + one_minus_alpha * (g * g)
     if centered:
         gm = lerp(gm, g, one_minus_alpha, alpha, lerp_high)
@@ -118,12 +178,14 @@ def rmsprop(p, g, v, gm, b, h, f):
     return p, v, gm, b
 
 
+@update_rule("adam", state=("exp_avg", "exp_avg_sq", "max_exp_avg_sq"))
 def adam(p, g, m, v, vmax, h, f):
     """Adam and AdamW (decoupled weight decay arrives as ``decay`` = 1 - lr*wd)."""
-    step_size, gscale, wd, decay, one_minus_beta1, beta1, beta2, one_minus_beta2, bc2_sqrt, eps = h
+    (step_size, gscale, weight_decay, decay, one_minus_beta1, beta1, beta2, one_minus_beta2,
+     bc2_sqrt, eps) = h
     has_wd, amsgrad, lerp_high = f
     p = p * decay
-    g = grad_prologue(p, g, gscale, wd, has_wd)
+    g = grad_prologue(p, g, gscale, weight_decay, has_wd)
     m = lerp(m, g, one_minus_beta1, beta1, lerp_high)
     v = v * beta2 + one_minus_beta2 * (g * g)
     if amsgrad:
@@ -135,10 +197,11 @@ def adam(p, g, m, v, vmax, h, f):
     return p, m, v, vmax
 
 
+@update_rule("adadelta", state=("square_avg", "acc_delta"))
 def adadelta(p, g, v, u, s2, h, f):
-    lr, gscale, wd, rho, one_minus_rho, eps = h
+    lr, gscale, weight_decay, rho, one_minus_rho, eps = h
     (has_wd,) = f
-    g = grad_prologue(p, g, gscale, wd, has_wd)
+    g = grad_prologue(p, g, gscale, weight_decay, has_wd)
     v = v * rho + one_minus_rho * (g * g)
     std = math.sqrt(v + eps)
     delta = math.sqrt(u + eps) / std * g
@@ -147,22 +210,24 @@ def adadelta(p, g, v, u, s2, h, f):
     return p, v, u, s2
 
 
+@update_rule("adamax", state=("exp_avg", "exp_inf"))
 def adamax(p, g, m, u, s2, h, f):
-    clr, gscale, wd, one_minus_beta1, beta1, beta2, eps = h
+    clr, gscale, weight_decay, one_minus_beta1, beta1, beta2, eps = h
     has_wd, lerp_high = f
-    g = grad_prologue(p, g, gscale, wd, has_wd)
+    g = grad_prologue(p, g, gscale, weight_decay, has_wd)
     m = lerp(m, g, one_minus_beta1, beta1, lerp_high)
     u = maximum(u * beta2, abs(g) + eps)
     p = p - clr * (m / u)
     return p, m, u, s2
 
 
+@update_rule("nadam", state=("exp_avg", "exp_avg_sq"))
 def nadam(p, g, m, v, s2, h, f):
-    (coef_g, coef_m, gscale, wd, decay, one_minus_beta1, beta1, beta2, one_minus_beta2,
+    (coef_g, coef_m, gscale, weight_decay, decay, one_minus_beta1, beta1, beta2, one_minus_beta2,
      bc2, eps) = h
     has_wd, lerp_high = f
     p = p * decay
-    g = grad_prologue(p, g, gscale, wd, has_wd)
+    g = grad_prologue(p, g, gscale, weight_decay, has_wd)
     m = lerp(m, g, one_minus_beta1, beta1, lerp_high)
     v = v * beta2 + one_minus_beta2 * (g * g)
     denom = math.sqrt(v / bc2) + eps
@@ -171,11 +236,13 @@ def nadam(p, g, m, v, s2, h, f):
     return p, m, v, s2
 
 
+@update_rule("radam", state=("exp_avg", "exp_avg_sq"))
 def radam(p, g, m, v, s2, h, f):
-    lr, gscale, wd, decay, one_minus_beta1, beta1, beta2, one_minus_beta2, bc1, bc2_sqrt, rect, eps = h
+    (lr, gscale, weight_decay, decay, one_minus_beta1, beta1, beta2, one_minus_beta2, bc1,
+     bc2_sqrt, rect, eps) = h
     has_wd, lerp_high, rectified = f
     p = p * decay
-    g = grad_prologue(p, g, gscale, wd, has_wd)
+    g = grad_prologue(p, g, gscale, weight_decay, has_wd)
     m = lerp(m, g, one_minus_beta1, beta1, lerp_high)
     v = v * beta2 + one_minus_beta2 * (g * g)
     m_hat = m / bc1
@@ -186,6 +253,7 @@ def radam(p, g, m, v, s2, h, f):
     return p, m, v, s2
 
 
+@update_rule("lion", state=("exp_avg",))
 def lion(p, g, m, s1, s2, h, f):
     """Lion (Chen et al. 2023): sign of an interpolated momentum, decoupled weight decay."""
     lr, gscale, decay, beta1, one_minus_beta1, beta2, one_minus_beta2 = h
@@ -208,16 +276,17 @@ def lion(p, g, m, s1, s2, h, f):
 
 
 @register_jitable(inline="always")
-def keras_weight_decay(p, wd, lr, has_wd):
+def keras_weight_decay(p, weight_decay, lr, has_wd):
     if has_wd:
-        p = p - p * wd * lr
+        p = p - p * weight_decay * lr
     return p
 
 
+@update_rule("sgd_keras", state=("momentum",))
 def sgd_keras(p, g, vel, s1, s2, h, f):
-    lr, gscale, wd, momentum = h
+    lr, gscale, weight_decay, momentum = h
     has_wd, has_momentum, nesterov = f
-    p = keras_weight_decay(p, wd, lr, has_wd)
+    p = keras_weight_decay(p, weight_decay, lr, has_wd)
     g = g * gscale
     if has_momentum:
         vel = vel * momentum - g * lr
@@ -230,20 +299,22 @@ def sgd_keras(p, g, vel, s1, s2, h, f):
     return p, vel, s1, s2
 
 
+@update_rule("adagrad_keras", state=("accumulator",))
 def adagrad_keras(p, g, acc, s1, s2, h, f):
-    lr, gscale, wd, eps = h
+    lr, gscale, weight_decay, eps = h
     (has_wd,) = f
-    p = keras_weight_decay(p, wd, lr, has_wd)
+    p = keras_weight_decay(p, weight_decay, lr, has_wd)
     g = g * gscale
     acc = acc + g * g
     p = p - (lr * g) / math.sqrt(acc + eps)
     return p, acc, s1, s2
 
 
+@update_rule("rmsprop_keras", state=("velocity", "average_gradient", "momentum"))
 def rmsprop_keras(p, g, vel, avg_g, mom, h, f):
-    lr, gscale, wd, rho, one_minus_rho, eps, momentum = h
+    lr, gscale, weight_decay, rho, one_minus_rho, eps, momentum = h
     has_wd, centered, has_momentum = f
-    p = keras_weight_decay(p, wd, lr, has_wd)
+    p = keras_weight_decay(p, weight_decay, lr, has_wd)
     g = g * gscale
     vel = rho * vel + one_minus_rho * (g * g)
     if centered:
@@ -260,11 +331,12 @@ def rmsprop_keras(p, g, vel, avg_g, mom, h, f):
     return p, vel, avg_g, mom
 
 
+@update_rule("adam_keras", state=("momentum", "velocity", "velocity_hat"))
 def adam_keras(p, g, m, v, vhat, h, f):
     """Keras's "epsilon-hat" Adam: alpha = lr*sqrt(1-beta2^t)/(1-beta1^t), eps outside."""
-    lr, alpha, gscale, wd, one_minus_beta1, one_minus_beta2, eps = h
+    lr, alpha, gscale, weight_decay, one_minus_beta1, one_minus_beta2, eps = h
     has_wd, amsgrad = f
-    p = keras_weight_decay(p, wd, lr, has_wd)
+    p = keras_weight_decay(p, weight_decay, lr, has_wd)
     g = g * gscale
     m = m + (g - m) * one_minus_beta1
     v = v + (g * g - v) * one_minus_beta2
@@ -274,70 +346,3 @@ def adam_keras(p, g, m, v, vhat, h, f):
     else:
         p = p - (m * alpha) / (math.sqrt(v) + eps)
     return p, m, v, vhat
-
-
-# ---------------------------------------------------------------------------------------
-# registry: drives kernels, optimizers, tests and benchmarks
-
-RULES = {
-    r.name: r
-    for r in (
-        UpdateRule("sgd", sgd,
-                   ("lr", "gscale", "weight_decay", "momentum", "one_minus_dampening"),
-                   ("has_wd", "has_momentum", "nesterov", "first_step"),
-                   ("momentum_buffer",)),
-        UpdateRule("adagrad", adagrad,
-                   ("clr", "gscale", "weight_decay", "eps"),
-                   ("has_wd",),
-                   ("sum",)),
-        UpdateRule("rmsprop", rmsprop,
-                   ("lr", "gscale", "weight_decay", "alpha", "one_minus_alpha", "eps", "momentum"),
-                   ("has_wd", "centered", "has_momentum", "lerp_high"),
-                   ("square_avg", "grad_avg", "momentum_buffer")),
-        UpdateRule("adam", adam,
-                   ("step_size", "gscale", "weight_decay", "decay", "one_minus_beta1", "beta1",
-                    "beta2", "one_minus_beta2", "bc2_sqrt", "eps"),
-                   ("has_wd", "amsgrad", "lerp_high"),
-                   ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")),
-        UpdateRule("adadelta", adadelta,
-                   ("lr", "gscale", "weight_decay", "rho", "one_minus_rho", "eps"),
-                   ("has_wd",),
-                   ("square_avg", "acc_delta")),
-        UpdateRule("adamax", adamax,
-                   ("clr", "gscale", "weight_decay", "one_minus_beta1", "beta1", "beta2", "eps"),
-                   ("has_wd", "lerp_high"),
-                   ("exp_avg", "exp_inf")),
-        UpdateRule("nadam", nadam,
-                   ("coef_g", "coef_m", "gscale", "weight_decay", "decay", "one_minus_beta1",
-                    "beta1", "beta2", "one_minus_beta2", "bc2", "eps"),
-                   ("has_wd", "lerp_high"),
-                   ("exp_avg", "exp_avg_sq")),
-        UpdateRule("radam", radam,
-                   ("lr", "gscale", "weight_decay", "decay", "one_minus_beta1", "beta1", "beta2",
-                    "one_minus_beta2", "bc1", "bc2_sqrt", "rect", "eps"),
-                   ("has_wd", "lerp_high", "rectified"),
-                   ("exp_avg", "exp_avg_sq")),
-        UpdateRule("lion", lion,
-                   ("lr", "gscale", "decay", "beta1", "one_minus_beta1", "beta2",
-                    "one_minus_beta2"),
-                   (),
-                   ("exp_avg",)),
-        UpdateRule("sgd_keras", sgd_keras,
-                   ("lr", "gscale", "weight_decay", "momentum"),
-                   ("has_wd", "has_momentum", "nesterov"),
-                   ("momentum",)),
-        UpdateRule("adagrad_keras", adagrad_keras,
-                   ("lr", "gscale", "weight_decay", "eps"),
-                   ("has_wd",),
-                   ("accumulator",)),
-        UpdateRule("rmsprop_keras", rmsprop_keras,
-                   ("lr", "gscale", "weight_decay", "rho", "one_minus_rho", "eps", "momentum"),
-                   ("has_wd", "centered", "has_momentum"),
-                   ("velocity", "average_gradient", "momentum")),
-        UpdateRule("adam_keras", adam_keras,
-                   ("lr", "alpha", "gscale", "weight_decay", "one_minus_beta1", "one_minus_beta2",
-                    "eps"),
-                   ("has_wd", "amsgrad"),
-                   ("momentum", "velocity", "velocity_hat")),
-    )
-}

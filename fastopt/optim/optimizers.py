@@ -15,6 +15,7 @@ gradients, which also serves the non-finite check; the gradients are not modifie
 import math
 
 from .base import Optimizer
+from .catalogue import Facts
 
 _COMMON_DOC = """
     skip_nonfinite : bool
@@ -82,6 +83,15 @@ class SGD(Optimizer):
     """
 
     _rules = {"torch": "sgd", "keras": "sgd_keras"}
+    facts = Facts(torch="SGD", torch_fused=True, keras="SGD",
+                  # momentum, so that SGD carries state like its peers
+                  bench=dict(lr=1e-3, momentum=0.9),
+                  presets=(("sgd", {}, 0.1, ("gd_lr", 1.0)),
+                           # effective step of momentum: lr/(1-momentum) = 0.2
+                           ("momentum", {"momentum": 0.9}, 0.02, ("gd_lr", 0.1)),
+                           ("nesterov", {"momentum": 0.9, "nesterov": True}, 0.02,
+                            ("gd_lr", 0.1))),
+                  textbook=dict(convention="keras"))  # v = momentum*v - lr*g; p += v
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False,
                  weight_decay=0.0, maximize=False, *, convention="torch",
@@ -109,12 +119,13 @@ class SGD(Optimizer):
             self.group_state[gi]["started"] = False
 
     def _host_scalars(self, group, lr, t, gstate):
-        hyper = dict(lr=lr, weight_decay=group["weight_decay"], momentum=group["momentum"],
-                     one_minus_dampening=1.0 - group["dampening"])
+        hyper = dict(lr=lr, weight_decay=group["weight_decay"], momentum=group["momentum"])
         has_momentum = group["momentum"] != 0
         flags = dict(has_wd=_wd_flag(group), has_momentum=has_momentum,
-                     nesterov=group["nesterov"],
-                     first_step=has_momentum and not gstate.get("started", False))
+                     nesterov=group["nesterov"])
+        if self.convention == "torch":  # Keras has no dampening and starts v at 0
+            hyper["one_minus_dampening"] = 1.0 - group["dampening"]
+            flags["first_step"] = has_momentum and not gstate.get("started", False)
         return hyper, flags, {**gstate, "started": has_momentum}
 
 
@@ -146,6 +157,11 @@ class Adagrad(Optimizer):
     """ + _COMMON_DOC
 
     _rules = {"torch": "adagrad", "keras": "adagrad_keras"}
+    facts = Facts(torch="Adagrad", torch_fused=True, keras="Adagrad",
+                  presets=(("adagrad", {}, 0.01, ("step", 5.0)),),
+                  # h += g^2; p -= lr*g/(sqrt(h) + 1e-7): torch's formula, the book's eps
+                  textbook=dict(eps=1e-7, initial_accumulator_value=0.0, lr_decay=0.0,
+                                convention="torch"))
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
                  initial_accumulator_value=None, eps=1e-10, maximize=False, *,
@@ -202,6 +218,8 @@ class RMSprop(Optimizer):
     """ + _COMMON_DOC
 
     _rules = {"torch": "rmsprop", "keras": "rmsprop_keras"}
+    facts = Facts(torch="RMSprop", keras="RMSprop",
+                  presets=(("rmsprop", {}, 1e-3, ("step", 0.3)),))
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False, maximize=False, *, convention="torch",
@@ -218,12 +236,15 @@ class RMSprop(Optimizer):
 
     def _host_scalars(self, group, lr, t, gstate):
         alpha = group["alpha"]
-        hyper = dict(lr=lr, weight_decay=group["weight_decay"], alpha=alpha, rho=alpha,
-                     one_minus_alpha=1.0 - alpha, one_minus_rho=1.0 - alpha,
-                     eps=group["eps"], momentum=group["momentum"])
+        hyper = dict(lr=lr, weight_decay=group["weight_decay"], eps=group["eps"],
+                     momentum=group["momentum"])
         flags = dict(has_wd=_wd_flag(group), centered=group["centered"],
-                     has_momentum=group["momentum"] > 0,
-                     lerp_high=_lerp_scalars(1.0 - alpha)[2])
+                     has_momentum=group["momentum"] > 0)
+        if self.convention == "keras":  # Keras calls the decay rho
+            hyper.update(rho=alpha, one_minus_rho=1.0 - alpha)
+        else:
+            hyper.update(alpha=alpha, one_minus_alpha=1.0 - alpha)
+            flags["lerp_high"] = _lerp_scalars(1.0 - alpha)[2]
         return hyper, flags, gstate
 
 
@@ -268,6 +289,10 @@ class Adam(Optimizer):
     """
 
     _rules = {"torch": "adam", "keras": "adam_keras"}
+    facts = Facts(torch="Adam", torch_fused=True, keras="Adam",
+                  presets=(("adam", {}, 1e-3, ("step", 1.0)),),
+                  # lr_t = lr*sqrt(1-b2^t)/(1-b1^t); p -= lr_t*m/(sqrt(v) + 1e-7)
+                  textbook=dict(betas=(0.9, 0.999), eps=1e-7, convention="keras"))
     _decoupled = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
@@ -310,6 +335,8 @@ class AdamW(Adam):
     """
 
     _decoupled = True
+    facts = Facts(torch="AdamW", torch_fused=True, keras="AdamW",
+                  presets=(("adamw", {"weight_decay": 1e-2}, 1e-3, ("step", 1.0)),))
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False, maximize=False, *, convention="torch", skip_nonfinite=False,
@@ -334,6 +361,7 @@ class Adadelta(Optimizer):
     """ + _COMMON_DOC
 
     _rules = {"torch": "adadelta"}
+    facts = Facts(torch="Adadelta", presets=(("adadelta", {}, 1.0, ("step", 30.0)),))
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False, *,
                  convention="torch", skip_nonfinite=False, max_grad_norm=None):
@@ -363,6 +391,7 @@ class Adamax(Optimizer):
     """ + _COMMON_DOC
 
     _rules = {"torch": "adamax"}
+    facts = Facts(torch="Adamax", presets=(("adamax", {}, 2e-3, ("step", 1.0)),))
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  maximize=False, *, convention="torch", skip_nonfinite=False,
@@ -400,6 +429,7 @@ class NAdam(Optimizer):
     """ + _COMMON_DOC
 
     _rules = {"torch": "nadam"}
+    facts = Facts(torch="NAdam", presets=(("nadam", {}, 1e-3, ("step", 1.0)),))
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  momentum_decay=4e-3, decoupled_weight_decay=False, maximize=False, *,
@@ -446,6 +476,7 @@ class RAdam(Optimizer):
     """ + _COMMON_DOC
 
     _rules = {"torch": "radam"}
+    facts = Facts(torch="RAdam", presets=(("radam", {}, 1e-3, ("step", 1.0)),))
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  decoupled_weight_decay=False, maximize=False, *, convention="torch",
@@ -493,6 +524,7 @@ class Lion(Optimizer):
     """ + _COMMON_DOC
 
     _rules = {"torch": "lion"}
+    facts = Facts(presets=(("lion", {}, 1e-4, ("step", 0.5)),))  # not in torch.optim
 
     def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False,
                  *, convention="torch", skip_nonfinite=False, max_grad_norm=None):
