@@ -78,7 +78,7 @@ import numbers
 
 import numpy as np
 
-from . import _checks
+from . import _checks, specs
 
 __all__ = [
     "zeros",
@@ -306,17 +306,6 @@ def _options_of(func):
     return [p for p in inspect.signature(func).parameters if p not in ("out", "rng")]
 
 
-def _parse_value(text, key, spec):
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"initialiser spec {spec!r}, key {key!r}: cannot read {text!r} "
-                         "as a number or true/false") from None
-
-
 def get(spec):
     """Return the initialiser ``(out, rng) -> out`` that ``spec`` names.
 
@@ -343,8 +332,7 @@ def get(spec):
     if not isinstance(spec, str):
         raise TypeError(f"initialiser must be a name (str) or a callable (out, rng) -> out, "
                         f"got {type(spec).__name__}")
-    name, _, rest = spec.partition(":")
-    name = name.strip().lower()
+    name, rest = specs.head(spec)
     if name not in INITIALIZERS:
         raise ValueError(f"unknown initialiser {name!r}; valid names: "
                          + ", ".join(INITIALIZERS))
@@ -353,16 +341,10 @@ def get(spec):
         return func
     allowed = _options_of(func)
     kwargs = {}
-    for item in rest.split(","):
-        key, eq, text = item.partition("=")
-        key, text = key.strip().lower(), text.strip()
-        if not eq or not key or not text:
-            raise ValueError(f"bad item {item.strip()!r} in initialiser spec {spec!r}; "
-                             "expected key=value items separated by ','")
+    for key, text in specs.options(rest, f"initialiser spec {spec!r}"):
         if key not in allowed:
             raise ValueError(f"initialiser {name!r} has no option {key!r}; valid options: "
                              + (", ".join(allowed) if allowed else "none"))
-        if key in kwargs:
-            raise ValueError(f"key {key!r} given twice in initialiser spec {spec!r}")
-        kwargs[key] = _OPTION_CHECKS[key](_parse_value(text, key, spec))
+        value = specs.scalar(text, f"initialiser spec {spec!r}, key {key!r}")
+        kwargs[key] = _OPTION_CHECKS[key](value)
     return functools.partial(func, **kwargs)

@@ -45,6 +45,8 @@ import math
 import numbers
 import operator
 
+from . import specs
+
 __all__ = [
     "Schedule",
     "ExponentialDecay",
@@ -782,27 +784,6 @@ _LR_PARAM = {
 _LIST_PARAMS = frozenset({"boundaries", "values"})
 
 
-def _parse_scalar(text, context):
-    """'true'/'false'/'none' (any case), an int, or a float."""
-    low = text.lower()
-    if low == "true":
-        return True
-    if low == "false":
-        return False
-    if low == "none":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(
-            f"{context}: cannot parse {text!r}; expected a number, true, "
-            "false or none") from None
-
-
 def from_string(spec, lr):
     """Build a schedule from a command-line string.
 
@@ -851,36 +832,24 @@ decay_rate=0.96, staircase=True)
     if not isinstance(spec, str):
         raise TypeError(f"spec must be a str, got {_describe(spec)}")
     lr = _lr_arg("lr", lr)
-    name, _, rest = spec.partition(":")
-    name = name.strip().lower()
+    name, rest = specs.head(spec)
     if name not in SCHEDULES:
         raise ValueError(
             f"unknown schedule {name!r} in spec {spec!r}; valid names: "
             + ", ".join(SCHEDULES))
     kwargs = {}
-    if rest.strip():
-        for item in rest.split(","):
-            key, eq, text = item.partition("=")
-            key = key.strip().lower()
-            text = text.strip()
-            if not eq or not key or not text:
-                raise ValueError(
-                    f"bad item {item.strip()!r} in schedule spec {spec!r}; "
-                    "expected key=value items separated by ','")
-            if key in kwargs:
-                raise ValueError(
-                    f"key {key!r} given twice in schedule spec {spec!r}")
-            context = f"schedule spec {spec!r}, key {key!r}"
-            if key in _LIST_PARAMS:
-                kwargs[key] = [_parse_scalar(t.strip(), context)
-                               for t in text.split(";") if t.strip()]
-            elif key == "after":
-                kwargs[key] = text.lower()
-            elif ";" in text:
-                raise ValueError(f"{context}: {key!r} takes a single value, "
-                                 f"got the list {text!r}")
-            else:
-                kwargs[key] = _parse_scalar(text, context)
+    for key, text in specs.options(rest, f"schedule spec {spec!r}"):
+        context = f"schedule spec {spec!r}, key {key!r}"
+        if key in _LIST_PARAMS:
+            kwargs[key] = [specs.scalar(t.strip(), context, ints=True, none=True)
+                           for t in text.split(";") if t.strip()]
+        elif key == "after":
+            kwargs[key] = text.lower()
+        elif ";" in text:
+            raise ValueError(f"{context}: {key!r} takes a single value, "
+                             f"got the list {text!r}")
+        else:
+            kwargs[key] = specs.scalar(text, context, ints=True, none=True)
     return _build(SCHEDULES[name], name, kwargs, lr, spec)
 
 

@@ -882,18 +882,28 @@ def test_property_bad_steps_raise(step):
 # module hygiene
 # --------------------------------------------------------------------------
 
-def test_only_stdlib_imports():
-    """The module must import instantly: standard library only (no numba,
-    numpy, torch, matplotlib)."""
-    source = pathlib.Path(S.__file__).read_text()
-    imported = set()
-    for node in ast.walk(ast.parse(source)):
+def _imports(module):
+    """(top-level names, relative module names) that ``module``'s source imports."""
+    imported, relative = set(), set()
+    for node in ast.walk(ast.parse(pathlib.Path(module.__file__).read_text())):
         if isinstance(node, ast.Import):
             imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            relative |= {node.module} if node.module else {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "no relative imports"
             imported.add(node.module.split(".")[0])
+    return imported, relative
+
+
+def test_only_stdlib_imports():
+    """The module must import instantly: standard library only (no numba,
+    numpy, torch, matplotlib), and of fastopt only the stdlib-only spec reader."""
+    from fastopt import specs
+
+    imported, relative = _imports(S)
     assert imported <= {"bisect", "math", "numbers", "operator"}, imported
+    assert relative <= {"specs"}, relative
+    assert _imports(specs) == (set(), set())
 
 
 def test_public_names_and_docstrings():

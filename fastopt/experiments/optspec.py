@@ -11,13 +11,16 @@ A comma separates items; an item ``NAME`` or ``NAME:key=value`` starts an optimi
     >>> parse_optimizers("sgd,momentum:lr=0.05,momentum=0.8", names)[1]
     ('momentum:lr=0.05,momentum=0.8', 'momentum', {'lr': 0.05, 'momentum': 0.8})
 
-Each command keeps its own table of names (name -> class, fixed arguments, default learning
-rate); this module only reads and checks the text.
+The names and their fixed arguments and default learning rates come from the optimizer
+catalogue (``fastopt.optim.catalogue``); this module only reads and checks the text, with
+the pieces every spec shares (``fastopt.specs``).
 """
 
 import inspect
 
 import numpy as np
+
+from .. import specs
 
 # arguments of the optimizer classes that are not per-run settings
 NOT_OPTIONS = frozenset({"self", "params", "convention", "skip_nonfinite", "max_grad_norm"})
@@ -39,15 +42,8 @@ def options_of(cls_name):
 
 
 def parse_value(option, text, flag="--optimizers"):
-    """A number or true/false; ValueError naming ``flag`` otherwise."""
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{flag}: cannot read {text!r} in {option!r} as a number or "
-                         "true/false") from None
+    """A number or true/false; ValueError naming ``flag`` and the item otherwise."""
+    return specs.scalar(text, f"{flag} {option!r}")
 
 
 def parse_optimizers(text, classes, flag="--optimizers", forbidden=None):
@@ -83,11 +79,11 @@ def parse_optimizers(text, classes, flag="--optimizers", forbidden=None):
         if option is None:
             continue
         name, overrides, texts = parsed[-1]
-        key, eq, value = option.partition("=")
-        key, value = key.strip().lower(), value.strip()
-        if not eq or not key or not value:
+        pair = specs.key_value(option)
+        if pair is None:
             raise ValueError(f"{flag}: bad option {option.strip()!r} for {name}; "
                              "expected key=value, e.g. lr=0.1")
+        key, value = pair
         valid = [k for k in options_of(classes[name]) if k not in forbidden]
         if key in forbidden:
             raise ValueError(f"{flag}: {name}:{key}=... is not allowed here: {forbidden[key]}")
@@ -100,13 +96,13 @@ def parse_optimizers(text, classes, flag="--optimizers", forbidden=None):
         texts.append(f"{key}={value}")
     if not parsed:
         raise ValueError(f"{flag} needs at least one optimizer name, got {text!r}")
-    specs = [(name + (":" + ",".join(texts) if texts else ""), name, overrides)
+    found = [(name + (":" + ",".join(texts) if texts else ""), name, overrides)
              for name, overrides, texts in parsed]
-    labels = [label for label, _, _ in specs]
+    labels = [label for label, _, _ in found]
     if len(set(labels)) != len(labels):
         raise ValueError(f"{flag} lists the same optimizer twice: {text!r}; give the "
                          "copies different options (e.g. adam:lr=0.1,adam:lr=0.3)")
-    return specs
+    return found
 
 
 def merge(cls_name, base, overrides):
