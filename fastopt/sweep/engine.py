@@ -81,6 +81,8 @@ def run(space, trials=None, *, dataset="digits", budget_steps=None, budget_secon
     record : ``{"arguments": ..., "argv": ..., "resolved": ...}`` for settings.json (the
         ``fastopt sweep`` command passes its own)
     """
+    # Longer than a screen only by the docstring of its public parameters: the steps are
+    # the helpers below (checks, the folder, the bookkeeping, where the trials run).
     log = log or (lambda text: None)
     space = _as_space(space, grid)
     _check_where(scheduler, workers, client)
@@ -95,12 +97,7 @@ def run(space, trials=None, *, dataset="digits", budget_steps=None, budget_secon
     _check_batches(space, planned, len(X), len(X_val))
     definition = _definition(space, task, seed, defaults, data)
     if record is None:  # called from Python: record the call
-        arguments = dict(space=space.text(), trials=trials, dataset=task.dataset,
-                         **{k: v for k, v in task._asdict().items() if k != "dataset"},
-                         seed=seed, defaults=defaults, scheduler=scheduler, workers=workers,
-                         out=out)
-        record = {"arguments": arguments, "argv": [],
-                  "command_line": "fastopt.sweep.run(...) from Python"}
+        record = _python_record(space, trials, task, seed, defaults, scheduler, workers, out)
 
     book = _Book(planned, out)
     if out is not None:
@@ -202,6 +199,16 @@ def _definition(space, task, seed, defaults, data):
                                   "classes": data.n_classes}
     return json.loads(json.dumps({"space": space.text(), "seed": seed, "task": task_fields,
                                   "defaults": defaults or {}}))
+
+
+def _python_record(space, trials, task, seed, defaults, scheduler, workers, out):
+    """settings.json's record of a call of ``run`` from Python."""
+    arguments = dict(space=space.text(), trials=trials, dataset=task.dataset,
+                     **{k: v for k, v in task._asdict().items() if k != "dataset"},
+                     seed=seed, defaults=defaults, scheduler=scheduler, workers=workers,
+                     out=out)
+    return {"arguments": arguments, "argv": [],
+            "command_line": "fastopt.sweep.run(...) from Python"}
 
 
 def _open_out(out, definition, trials, record, log):

@@ -263,25 +263,36 @@ def _parse_term(word, flag):
                          f"(e.g. {kind.example})")
     args = _split(inner, flag, sep=",") if inner.strip() else []
     if dist in LIST_DISTS:
-        if not args:
-            raise ValueError(f"{flag}: {dist}() in {word!r} is empty; list at least one "
-                             f"value, e.g. {key}={dist}({_LIST_EXAMPLES[key]})")
-        values = []
-        for arg in args:
-            if not arg:
-                raise ValueError(f"{flag}: an empty value in {word!r} (two commas in a row, "
-                                 "or a comma at the end)")
-            values.append(_typed(key, _unquote(arg), word, flag))
-        seen = set()
-        for v in values:
-            if _value_text(v) in seen:
-                raise ValueError(f"{flag}: {dist}() in {word!r} lists {_value_text(v)} "
-                                 "twice; give each value once")
-            seen.add(_value_text(v))
-        return Term(key, dist, tuple(values))
+        return _list_term(key, dist, args, word, flag)
+    return _range_term(key, dist, args, word, flag)
+
+
+def _list_term(key, dist, args, word, flag):
+    """``choice(...)`` or ``grid(...)``: one or more values, each once."""
+    if not args:
+        raise ValueError(f"{flag}: {dist}() in {word!r} is empty; list at least one "
+                         f"value, e.g. {key}={dist}({_LIST_EXAMPLES[key]})")
+    values = []
+    for arg in args:
+        if not arg:
+            raise ValueError(f"{flag}: an empty value in {word!r} (two commas in a row, "
+                             "or a comma at the end)")
+        values.append(_typed(key, _unquote(arg), word, flag))
+    seen = set()
+    for v in values:
+        if _value_text(v) in seen:
+            raise ValueError(f"{flag}: {dist}() in {word!r} lists {_value_text(v)} "
+                             "twice; give each value once")
+        seen.add(_value_text(v))
+    return Term(key, dist, tuple(values))
+
+
+def _range_term(key, dist, args, word, flag):
+    """``loguniform(a,b)``, ``uniform(a,b)``, ``int(a,b)``, ``intloguniform(a,b)``."""
+    example = _KINDS[key].example
     if len(args) != 2 or not all(args):
         raise ValueError(f"{flag}: {dist}() in {word!r} needs two numbers, the low and high "
-                         f"ends: {dist}(a,b), e.g. {kind.example}")
+                         f"ends: {dist}(a,b), e.g. {example}")
     a, b = (_number(key, x, word, flag, integer=dist in INT_DISTS) for x in args)
     if not a < b:
         raise ValueError(f"{flag}: the range of {word!r} is empty; {dist}(a,b) needs "
