@@ -1,11 +1,22 @@
-"""Argument checks shared by the public entry points: messages name the argument and the fix."""
+"""Argument checks shared by the public entry points: messages name the argument and the fix.
+
+The one module of argument checks: the optimizers, models, training loop, schedules,
+initialisers, commands and sweeps all check through it. It imports only the standard
+library (the array checks import NumPy when called), so that ``fastopt.schedules`` and
+the command-line front-ends that use it import instantly.
+"""
 
 import math
 import numbers
+import operator
 
-import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+def __getattr__(name):
+    if name == "FLOAT_DTYPES":  # the dtypes of parameters and data
+        import numpy as np
+
+        return (np.dtype(np.float32), np.dtype(np.float64))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def real(name, value, *, low=None, high=None, low_open=False, high_open=False):
@@ -25,7 +36,7 @@ def real(name, value, *, low=None, high=None, low_open=False, high_open=False):
 
 
 def flag(name, value):
-    if not isinstance(value, (bool, np.bool_)):
+    if not is_bool(value):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
 
@@ -42,6 +53,8 @@ def betas(name, value):
 def is_device_array(a):
     """True for an object that exposes ``__cuda_array_interface__`` (not a NumPy array), or
     a device array of Numba's CUDA simulator."""
+    import numpy as np
+
     if isinstance(a, np.ndarray):
         return False
     return hasattr(a, "__cuda_array_interface__") or type(a).__name__ == "FakeCUDAArray"
@@ -49,12 +62,14 @@ def is_device_array(a):
 
 def float_array(name, a, *, writeable):
     """A C-contiguous float32/float64 NumPy array (writeable if asked)."""
+    import numpy as np
+
     if not isinstance(a, np.ndarray):
         if is_device_array(a):
             raise TypeError(f"{name} is a GPU array but the other arrays are NumPy arrays; "
                             "keep all of them on the host or all on the GPU")
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype not in FLOAT_DTYPES:
+    if a.dtype not in __getattr__("FLOAT_DTYPES"):
         raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}; "
                         f"convert it once with {name}.astype(np.float32)")
     if not a.flags.c_contiguous:
@@ -83,6 +98,8 @@ def no_overlap(arrays, name="params"):
 
 def float_arrays(name, arrays, *, writeable):
     """An array or a list of arrays, each checked by ``float_array``; returns the list."""
+    import numpy as np
+
     if isinstance(arrays, np.ndarray):
         arrays = [arrays]
     else:
@@ -92,6 +109,40 @@ def float_arrays(name, arrays, *, writeable):
             raise TypeError(f"{name} must be an array or a list of arrays, got "
                             f"{type(arrays).__name__}") from None
     return [float_array(f"{name}[{i}]", a, writeable=writeable) for i, a in enumerate(arrays)]
+
+
+def count(name, value, *, low=1, optional=False):
+    """An integer (a Python int, not a bool) >= ``low``; None passes when ``optional``.
+    ValueError naming the argument otherwise, for a wrong type as for a wrong value."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        what = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ValueError(f"{name} must be {what}{' or None' if optional else ''}, "
+                         f"got {value!r}")
+    return value
+
+
+def integer(name, value, *, optional=False):
+    """An integer (Python or NumPy, not a bool) returned as int; None passes when
+    ``optional``. TypeError naming the argument otherwise (range checks are the caller's:
+    their bounds depend on the data)."""
+    import numpy as np
+
+    if value is None and optional:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer{' or None' if optional else ''}"
+                        f", got {value!r}")
+    return int(value)
+
+
+def positive(name, value):
+    """A finite real number > 0 (int or float), returned as float; ValueError naming the
+    argument otherwise."""
+    if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
 
 
 def fraction(name, value, *, example):
@@ -108,3 +159,79 @@ def widths(name, values):
     if not values or min(values) < 1:
         raise ValueError(f"{name} must be one or more positive layer widths, got {values}")
     return values
+
+
+# ---------------------------------------------------------------------------------------
+# Keras-style scalar arguments (schedules): integer-valued floats count as integers, and
+# messages show the value with its type
+
+
+def describe(value):
+    """``repr`` of a value plus its type name, for error messages."""
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def is_bool(value):
+    """True for a Python or NumPy bool (without importing NumPy)."""
+    return isinstance(value, bool) or type(value).__name__ == "bool_"
+
+
+def as_int(value):
+    """``value`` as a Python int if it is integer-valued, else ``None``.
+
+    Accepts ints, NumPy integers, integer 0-d tensors (anything with ``__index__``) and
+    integral finite floats; rejects bools.
+    """
+    if is_bool(value):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        pass
+    if isinstance(value, numbers.Real):
+        try:
+            f = float(value)
+        except (TypeError, ValueError, OverflowError):  # pragma: no cover
+            return None
+        if math.isfinite(f) and f.is_integer():
+            return int(f)
+    return None
+
+
+def whole(name, value, minimum):
+    """An integer-valued argument ``>= minimum`` (0 or 1), returned as int."""
+    result = as_int(value)
+    what = "a positive integer" if minimum >= 1 else "a non-negative integer"
+    if result is None:
+        if isinstance(value, numbers.Number) and not is_bool(value):
+            raise ValueError(f"{name} must be {what}, got {describe(value)}")
+        raise TypeError(f"{name} must be {what}, got {describe(value)}")
+    if result < minimum:
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return result
+
+
+def number(name, value, what="a non-negative finite number", low=0.0, high=math.inf,
+           low_open=False):
+    """A finite real argument in ``[low, high]`` (``(low, high]`` if ``low_open``), also
+    from NumPy scalars and 0-d tensors; returned as a Python float."""
+    if is_bool(value) or isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
+        raise TypeError(f"{name} must be {what}, got {describe(value)}")
+    try:
+        value_f = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be {what}, got {describe(value)}") from None
+    if (math.isnan(value_f) or math.isinf(value_f) or value_f > high
+            or value_f < low or (low_open and value_f == low)):
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return value_f
+
+
+def boolean(name, value):
+    """True or False (Python or NumPy bool); TypeError showing the value otherwise."""
+    if not is_bool(value):
+        raise TypeError(f"{name} must be a bool (True or False), got {describe(value)}")
+    return bool(value)

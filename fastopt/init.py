@@ -98,8 +98,6 @@ __all__ = [
 #: Standard deviation of a unit normal truncated to [-2, 2] (Keras's constant).
 TRUNCATED_STD_FACTOR = 0.87962566103423978
 
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
 
 # ----------------------------------------------------------------- checks
 
@@ -107,7 +105,7 @@ def _check_out(out):
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray (float32 or float64) to fill in place, "
                         f"got {type(out).__name__}")
-    if out.dtype not in _FLOAT_DTYPES:
+    if out.dtype not in _checks.FLOAT_DTYPES:
         raise TypeError(f"out must have dtype float32 or float64, got {out.dtype}; "
                         "initialisers fill floating-point parameter arrays in place")
     if not out.flags.writeable:

@@ -25,6 +25,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from . import _checks
+
 RUNS_ROOT = "runs"
 SETTINGS_FILE = "settings.json"
 TARGETS = ("cpu", "cuda")
@@ -72,17 +74,12 @@ def check_target(target):
 
 def check_count(option, value, low=1):
     """An integer option >= ``low``; ValueError naming the option otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        what = "a positive integer" if low == 1 else f"an integer >= {low}"
-        raise ValueError(f"{option} must be {what}, got {value!r}")
-    return value
+    return _checks.count(option, value, low=low)
 
 
 def check_positive(option, value):
     """A finite real number > 0; ValueError naming the option otherwise."""
-    if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
-        raise ValueError(f"{option} must be a positive number, got {value!r}")
-    return float(value)
+    return _checks.positive(option, value)
 
 
 def split_list(option, text, choices=None):

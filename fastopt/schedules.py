@@ -45,7 +45,7 @@ import math
 import numbers
 import operator
 
-from . import specs
+from . import _checks, specs
 
 __all__ = [
     "Schedule",
@@ -68,89 +68,17 @@ __all__ = [
 # validation helpers
 # --------------------------------------------------------------------------
 
-def _describe(value):
-    """``repr`` of a value plus its type name, for error messages."""
-    text = repr(value)
-    if len(text) > 80:
-        text = text[:77] + "..."
-    return f"{text} ({type(value).__name__})"
-
-
-def _is_bool(value):
-    return isinstance(value, bool) or type(value).__name__ == "bool_"
-
-
-def _as_int(value):
-    """``value`` as a Python int if it is integer-valued, else ``None``.
-
-    Accepts ints, NumPy integers, integer 0-d tensors (anything with
-    ``__index__``) and integral finite floats; rejects bools.
-    """
-    if _is_bool(value):
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        pass
-    if isinstance(value, numbers.Real):
-        try:
-            f = float(value)
-        except (TypeError, ValueError, OverflowError):  # pragma: no cover
-            return None
-        if math.isfinite(f) and f.is_integer():
-            return int(f)
-    return None
-
-
-def _int_arg(name, value, minimum):
-    """Validate an integer argument ``>= minimum`` (``minimum`` is 0 or 1)."""
-    result = _as_int(value)
-    what = "a positive integer" if minimum >= 1 else "a non-negative integer"
-    if result is None:
-        if isinstance(value, numbers.Number) and not _is_bool(value):
-            raise ValueError(f"{name} must be {what}, got {_describe(value)}")
-        raise TypeError(f"{name} must be {what}, got {_describe(value)}")
-    if result < minimum:
-        raise ValueError(f"{name} must be {what}, got {value!r}")
-    return result
-
-
-def _float_arg(name, value, what="a non-negative finite number",
-               low=0.0, high=math.inf, low_open=False):
-    """Validate a real argument in ``[low, high]`` (``(low, high]`` if
-    ``low_open``), finite; return it as a Python float."""
-    if (_is_bool(value) or isinstance(value, (str, bytes))
-            or not hasattr(value, "__float__")):
-        raise TypeError(f"{name} must be {what}, got {_describe(value)}")
-    try:
-        value_f = float(value)  # also numpy scalars, 0-d tensors
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"{name} must be {what}, got {_describe(value)}") from None
-    if (math.isnan(value_f) or math.isinf(value_f) or value_f > high
-            or value_f < low or (low_open and value_f == low)):
-        raise ValueError(f"{name} must be {what}, got {value!r}")
-    return value_f
-
-
 def _lr_arg(name, value):
-    return _float_arg(name, value, "a non-negative finite number")
-
-
-def _bool_arg(name, value):
-    if not _is_bool(value):
-        raise TypeError(f"{name} must be a bool (True or False), "
-                        f"got {_describe(value)}")
-    return bool(value)
+    return _checks.number(name, value, "a non-negative finite number")
 
 
 def _check_step(step):
     """Slow path of step validation: return ``step`` as a Python int."""
-    result = _as_int(step)
+    result = _checks.as_int(step)
     if result is None:
         raise TypeError(
             "step must be a non-negative integer (the 0-based index of the "
-            f"update), got {_describe(step)}")
+            f"update), got {_checks.describe(step)}")
     if result < 0:
         raise ValueError(
             "step must be a non-negative integer (the 0-based index of the "
@@ -163,8 +91,8 @@ def _check_boundaries(name, boundaries):
     if isinstance(boundaries, (str, bytes)) or not hasattr(
             boundaries, "__iter__"):
         raise TypeError(f"{name} must be a sequence of non-negative integers, "
-                        f"got {_describe(boundaries)}")
-    result = tuple(_int_arg(f"{name}[{i}]", b, 0)
+                        f"got {_checks.describe(boundaries)}")
+    result = tuple(_checks.whole(f"{name}[{i}]", b, 0)
                    for i, b in enumerate(boundaries))
     for i in range(1, len(result)):
         if result[i] <= result[i - 1]:
@@ -189,7 +117,7 @@ def _to_float(value, schedule, step):
         return float(value)
     except (TypeError, ValueError):
         raise TypeError(
-            f"schedule {schedule!r} returned {_describe(value)} at step "
+            f"schedule {schedule!r} returned {_checks.describe(value)} at step "
             f"{step}; a schedule must return a number") from None
 
 
@@ -275,10 +203,10 @@ class _RateDecay(Schedule):
                  staircase=False):
         self.initial_learning_rate = _lr_arg("initial_learning_rate",
                                              initial_learning_rate)
-        self.decay_steps = _int_arg("decay_steps", decay_steps, 1)
-        self.decay_rate = _float_arg("decay_rate", decay_rate,
+        self.decay_steps = _checks.whole("decay_steps", decay_steps, 1)
+        self.decay_rate = _checks.number("decay_rate", decay_rate,
                                      "a non-negative finite number")
-        self.staircase = _bool_arg("staircase", staircase)
+        self.staircase = _checks.boolean("staircase", staircase)
 
     def _progress(self, step):
         if self.staircase:
@@ -369,7 +297,7 @@ class PiecewiseConstantDecay(Schedule):
         if isinstance(values, (str, bytes)) or not hasattr(values,
                                                            "__iter__"):
             raise TypeError("values must be a sequence of non-negative finite "
-                            f"numbers, got {_describe(values)}")
+                            f"numbers, got {_checks.describe(values)}")
         self.values = tuple(_lr_arg(f"values[{i}]", v)
                             for i, v in enumerate(values))
         if not self.boundaries:
@@ -424,12 +352,12 @@ class PolynomialDecay(Schedule):
                  end_learning_rate=0.0001, power=1.0, cycle=False):
         self.initial_learning_rate = _lr_arg("initial_learning_rate",
                                              initial_learning_rate)
-        self.decay_steps = _int_arg("decay_steps", decay_steps, 1)
+        self.decay_steps = _checks.whole("decay_steps", decay_steps, 1)
         self.end_learning_rate = _lr_arg("end_learning_rate",
                                          end_learning_rate)
-        self.power = _float_arg("power", power, "a positive finite number",
+        self.power = _checks.number("power", power, "a positive finite number",
                                 low_open=True)
-        self.cycle = _bool_arg("cycle", cycle)
+        self.cycle = _checks.boolean("cycle", cycle)
 
     def _value(self, step):
         decay_steps = self.decay_steps
@@ -535,13 +463,13 @@ class CosineDecay(Schedule):
                  warmup_target=None, warmup_steps=0):
         self.initial_learning_rate = _lr_arg("initial_learning_rate",
                                              initial_learning_rate)
-        self.decay_steps = _int_arg("decay_steps", decay_steps, 1)
-        self.alpha = _float_arg("alpha", alpha,
+        self.decay_steps = _checks.whole("decay_steps", decay_steps, 1)
+        self.alpha = _checks.number("alpha", alpha,
                                 "a finite number in [0, 1]", 0.0, 1.0)
         if warmup_target is not None:
             warmup_target = _lr_arg("warmup_target", warmup_target)
         self.warmup_target = warmup_target
-        self.warmup_steps = _int_arg("warmup_steps", warmup_steps, 0)
+        self.warmup_steps = _checks.whole("warmup_steps", warmup_steps, 0)
         if warmup_target is None and self.warmup_steps:
             raise ValueError(
                 f"warmup_steps={self.warmup_steps} has no effect without "
@@ -600,10 +528,10 @@ def _schedule_arg(name, value):
     """A callable schedule, or a number turned into a :class:`Constant`."""
     if callable(value):
         return value
-    if isinstance(value, numbers.Real) and not _is_bool(value):
+    if isinstance(value, numbers.Real) and not _checks.is_bool(value):
         return Constant(_lr_arg(name, value))
     raise TypeError(f"{name} must be a callable schedule step -> float or a "
-                    f"non-negative finite number, got {_describe(value)}")
+                    f"non-negative finite number, got {_checks.describe(value)}")
 
 
 class LinearWarmup(Schedule):
@@ -648,7 +576,7 @@ class LinearWarmup(Schedule):
     _PARAMS = ("warmup_steps", "peak", "start", "after")
 
     def __init__(self, warmup_steps, peak, start=0.0, after=None):
-        self.warmup_steps = _int_arg("warmup_steps", warmup_steps, 0)
+        self.warmup_steps = _checks.whole("warmup_steps", warmup_steps, 0)
         self.peak = _lr_arg("peak", peak)
         self.start = _lr_arg("start", start)
         if after is not None:
@@ -695,7 +623,7 @@ class Join(Schedule):
         if isinstance(schedules, (str, bytes)) or not hasattr(schedules,
                                                               "__iter__"):
             raise TypeError("schedules must be a sequence of schedules, "
-                            f"got {_describe(schedules)}")
+                            f"got {_checks.describe(schedules)}")
         self.schedules = tuple(_schedule_arg(f"schedules[{i}]", s)
                                for i, s in enumerate(schedules))
         self.boundaries = _check_boundaries("boundaries", boundaries)
@@ -748,8 +676,8 @@ def as_schedule(lr):
         return lr
     message = ("lr must be a non-negative finite number or a callable "
                "schedule step -> float, got ")
-    if _is_bool(lr) or not isinstance(lr, numbers.Real):
-        raise TypeError(message + _describe(lr))
+    if _checks.is_bool(lr) or not isinstance(lr, numbers.Real):
+        raise TypeError(message + _checks.describe(lr))
     value = float(lr)
     if not (math.isfinite(value) and value >= 0.0):
         raise ValueError(message + repr(lr))
@@ -830,7 +758,7 @@ decay_rate=0.96, staircase=True)
     PiecewiseConstantDecay(boundaries=[100, 200], values=[0.1, 0.01, 0.001])
     """
     if not isinstance(spec, str):
-        raise TypeError(f"spec must be a str, got {_describe(spec)}")
+        raise TypeError(f"spec must be a str, got {_checks.describe(spec)}")
     lr = _lr_arg("lr", lr)
     name, rest = specs.head(spec)
     if name not in SCHEDULES:

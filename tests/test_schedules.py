@@ -17,6 +17,8 @@ import inspect
 import math
 import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -897,13 +899,19 @@ def _imports(module):
 
 def test_only_stdlib_imports():
     """The module must import instantly: standard library only (no numba,
-    numpy, torch, matplotlib), and of fastopt only the stdlib-only spec reader."""
+    numpy, torch, matplotlib), and of fastopt only the stdlib-only spec reader and
+    argument checks."""
     from fastopt import specs
 
     imported, relative = _imports(S)
     assert imported <= {"bisect", "math", "numbers", "operator"}, imported
-    assert relative <= {"specs"}, relative
+    assert relative <= {"specs", "_checks"}, relative
     assert _imports(specs) == (set(), set())
+    code = ("import sys, fastopt.schedules as s; s.from_string('cosine:decay_steps=5', 0.1); "
+            "print(sorted(m for m in ('numpy', 'numba', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
 
 
 def test_public_names_and_docstrings():

@@ -61,7 +61,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import runs
+from .. import runs, specs
 
 #: the names a space may set, in the order draws are made (and columns are written)
 NAMES = ("optimizer", "lr", "weight_decay", "momentum", "batch_size", "schedule", "seed")
@@ -200,34 +200,7 @@ def parse_space(text, flag="--space", grid=False):
 
 def _split(text, flag, sep=None):
     """Split at whitespace (``sep`` None) or at ``sep``, outside parentheses and quotes."""
-    items, buf, depth, quote = [], [], 0, None
-    for ch in text:
-        if quote:
-            buf.append(ch)
-            if ch == quote:
-                quote = None
-            continue
-        if ch in "\"'":
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth < 0:
-                raise ValueError(f"{flag}: a ')' without its '(' in {text!r}")
-        if depth == 0 and (ch.isspace() if sep is None else ch == sep):
-            items.append("".join(buf))
-            buf = []
-        else:
-            buf.append(ch)
-    if quote:
-        raise ValueError(f"{flag}: a {quote} quote is not closed in {text!r}")
-    if depth:
-        raise ValueError(f"{flag}: a '(' is not closed in {text!r}")
-    items.append("".join(buf))
-    if sep is None:
-        return [w for w in items if w]
-    return [w.strip() for w in items]
+    return specs.split(text, flag, sep)
 
 
 _CALL = re.compile(r"([A-Za-z_]\w*)\s*\((.*)\)", re.DOTALL)
