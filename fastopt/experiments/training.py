@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..optim import catalogue
+from ..tables import format_table  # noqa: F401  (the commands' plain-text tables)
 from . import optspec
 
 #: name -> (fastopt.optim class, fixed arguments, default learning rate), from the catalogue
@@ -302,19 +303,6 @@ def write_rows(rows, columns, path):
             w.writerow([cell(r.get(c)) for c in columns])
     tmp.replace(path)  # a reader never sees half a file, even after Ctrl-C
     return path
-
-
-def format_table(rows, columns, headers):
-    """Plain-text table: first column left-aligned, the others right-aligned."""
-    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
-
-    def line(items):  # the first column (names) left-aligned, numbers right-aligned
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(items, widths))).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths])]
-                     + [line(row) for row in cells])
 
 
 def fmt(value, spec=".3g", empty="-"):
