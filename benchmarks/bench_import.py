@@ -10,8 +10,10 @@
   ``track_first_train_step`` is the first ``train_step`` call alone, as measured inside its
   process.
 
-Every Numba cache lives in a folder under asv's working directory (removed by asv) or a
-temporary folder removed in ``teardown``; the suite's own Numba cache is never touched.
+The child program is ``fastopt.bench.definitions.cold_start_program()``, the one
+``fastopt bench coldstart`` runs. Every Numba cache lives in a folder under asv's working
+directory (removed by asv) or a temporary folder removed in ``teardown``; the suite's own
+Numba cache is never touched.
 """
 
 import os
@@ -20,32 +22,22 @@ import subprocess
 import sys
 import tempfile
 
-from .common import NETWORK
+from fastopt.bench import definitions, suite
 
 
 class Import:
     """``import <module>`` in a new interpreter."""
 
     params = [["fastopt", "fastopt.optim", "fastopt.nn"]]
-    param_names = ["module"]
+    param_names = list(suite.IMPORT_PARAMS)
 
     def timeraw_import(self, module):
         return f"import {module}"
 
 
-# import + first train_step; prints the seconds of the first train_step alone
-_FIRST_STEP = f"""
-import numpy as np
-from fastopt import nn, optim
-rng = np.random.default_rng(0)
-X = rng.random((128, {NETWORK[0]}), dtype=np.float32)
-y = rng.integers(0, {NETWORK[-1]}, 128)
-model = nn.MLP({NETWORK!r}, seed=0)
-opt = optim.Adam(model.params, lr=1e-3)
-t0 = time.perf_counter()
-model.train_step(X, y, opt)
-first_step_seconds = time.perf_counter() - t0
-"""
+# import + first train_step (the seeds' network, Adam, batch 128); leaves the seconds of the
+# first train_step alone in first_step_seconds
+_FIRST_STEP = definitions.cold_start_program()
 
 
 def _set_cache(cache_dir):
@@ -65,7 +57,7 @@ class ColdStart:
     """A new process: import fastopt, build the network, first ``train_step``."""
 
     params = [["empty", "warm"]]
-    param_names = ["numba_cache"]
+    param_names = list(suite.COLD_START_PARAMS)
     timeout = 600
     # an empty-cache sample compiles for 20-30 s: no warm-up call, few samples
     number = 1

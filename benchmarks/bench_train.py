@@ -20,8 +20,14 @@ the benchmarks are skipped.
 
 import math
 
+from fastopt.bench import suite
+
 from .common import (CONVERGENCE, CONVERGENCE_BATCHES, CONVERGENCE_OPTIMIZERS, FIT_SEED,
                      MODEL_SEED, PEAKMEM_STEPS, load_dataset)
+
+
+# each track's unit, as fastopt bench asv-report reads it
+_UNIT = {track: unit for track, (_, unit) in suite.CONVERGENCE_TRACKS.items()}
 
 
 def _train_all(dataset):
@@ -61,7 +67,7 @@ class _Convergence:
     """Shared by the per-data-set classes below (each has its own ``setup_cache``)."""
 
     params = (CONVERGENCE_OPTIMIZERS, CONVERGENCE_BATCHES)
-    param_names = ["optimizer", "batch"]
+    param_names = list(suite.CONVERGENCE_PARAMS)
     timeout = 120
 
     def setup(self, runs, name, batch_size):
@@ -72,17 +78,17 @@ class _Convergence:
     def track_test_accuracy(self, runs, name, batch_size):
         return self.run["accuracy"]
 
-    track_test_accuracy.unit = "%"
+    track_test_accuracy.unit = _UNIT["track_test_accuracy"]
 
     def track_steps_to_target(self, runs, name, batch_size):
         return self.run["steps"]
 
-    track_steps_to_target.unit = "steps"
+    track_steps_to_target.unit = _UNIT["track_steps_to_target"]
 
     def track_seconds_to_target(self, runs, name, batch_size):
         return self.run["seconds"]
 
-    track_seconds_to_target.unit = "seconds"
+    track_seconds_to_target.unit = _UNIT["track_seconds_to_target"]
 
 
 class ConvergenceDigits(_Convergence):

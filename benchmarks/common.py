@@ -1,14 +1,19 @@
-"""Shared, seeded inputs for the asv suite. Append only: old results must stay comparable."""
+"""Shared, seeded inputs for the asv suite. Append only: old results must stay comparable.
+
+What the benchmarks measure (peers, network, per-optimizer facts, steps per call) is
+defined once in ``fastopt.bench.definitions``, which ``fastopt bench`` uses too; the names
+below that come from there are re-exported with the values they always had."""
 
 import numpy as np
+
+from fastopt.bench import definitions
 
 SEED = 20261123
 
 # every optimizer in fastopt.optim; bench_optim.py checks at import that none is missing
-OPTIMIZERS = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "adadelta", "adamax", "nadam",
-              "radam", "lion"]
+OPTIMIZERS = list(definitions.OPTIMIZERS)
 # hyperparameters used for benchmarking: defaults, plus momentum so SGD carries state
-BENCH_HYPER = {"sgd": {"lr": 1e-3, "momentum": 0.9}}
+BENCH_HYPER = definitions.BENCH_HYPER
 
 
 def arrays(n, dtype, seed=SEED):
@@ -41,27 +46,20 @@ def grid(full, smoke):
 SIZES = grid([1000, 100000, 1000000, 10000000], [1000])
 DTYPES = grid(["float32", "float64"], ["float32"])
 TARGETS = ["cpu", "cuda"]
-UPDATE_IMPLS = ["fastopt", "numpy", "torch", "torch-fused"]
+UPDATE_IMPLS = list(definitions.UPDATE_IMPLS)
 UPDATE_OPTIMIZERS = grid(OPTIMIZERS, ["sgd", "adam"])
 # torch.optim class names (Lion is not in torch) and the optimizers torch has fused=True for
-TORCH_NAMES = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam",
-               "adamw": "AdamW", "adadelta": "Adadelta", "adamax": "Adamax", "nadam": "NAdam",
-               "radam": "RAdam"}
-TORCH_FUSED = {"sgd", "adam", "adamw", "adagrad"}
-
-
-def steps_per_call(n):
-    """Optimizer steps per call of ``OptimizerStep.time_step``: asv times one call per sample
-    when a benchmark has a setup, so small N loop to keep a sample well above the timer's
-    resolution. ``fastopt bench asv-report`` divides by the same number."""
-    return max(1, 100000 // n)
+TORCH_NAMES = definitions.TORCH_NAMES
+TORCH_FUSED = definitions.TORCH_FUSED
+# optimizer steps per call of OptimizerStep.time_step (the report divides by it)
+steps_per_call = definitions.steps_per_call
 
 
 # MLP: the seeds' network, float32, ReLU, SGD
-NETWORK = (784, 100, 100, 100, 100, 10)
-MLP_LR = 0.01
-BATCH_SIZES = grid([1, 32, 128, 512], [32])
-MLP_IMPLS = ["fastopt", "torch"]
+NETWORK = definitions.NETWORK
+MLP_LR = definitions.MLP_LR
+BATCH_SIZES = grid(definitions.MLP_BATCH_SIZES, [32])
+MLP_IMPLS = list(definitions.MLP_IMPLS)
 
 
 def batch(n, sizes=NETWORK, dtype="float32", seed=SEED):

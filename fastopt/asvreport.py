@@ -15,6 +15,10 @@ its files (one per environment) and derives what asv does not show:
   seconds to the target, one row per data set, optimizer and batch size;
 - everything else (cold start, import, peak memory, benchmarks added later) as it is.
 
+The benchmarks' names, parameter names and units are ``fastopt.bench.suite``'s, the steps
+per call and the hyperparameters ``fastopt.bench.definitions``': the same definitions the
+suite is built from.
+
 Each table is printed and written as CSV; time per step against N (update kernels, log-log,
 one panel per optimizer, one line per implementation) and against the batch size (MLP) are
 drawn as PNG. Results are read with asv's own ``asv.results.Results`` when asv is installed,
@@ -24,7 +28,6 @@ Nothing here imports numba or matplotlib at module level.
 """
 
 import ast
-import csv
 import itertools
 import json
 import math
@@ -32,27 +35,19 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+from . import tables
+from .bench import definitions, suite
+from .bench.definitions import steps_per_call  # noqa: F401  (the report's time per step)
+
 DEFAULT_RESULTS = os.path.join(".asv", "results")
 
-UPDATE = "bench_optim.OptimizerStep.time_step"
-UPDATE_PEERS = ("numpy", "torch", "torch-fused")
-MLP_PREFIX = "bench_nn.MLP."
-MLP_KINDS = {"time_train_step": "train_step", "time_forward": "forward",
-             "time_forward_backward": "forward+backward"}
-CONVERGENCE_PREFIX = "bench_train.Convergence"
-CONVERGENCE_TRACKS = {"track_test_accuracy": "test_accuracy_pct",
-                      "track_steps_to_target": "steps_to_target",
-                      "track_seconds_to_target": "seconds_to_target"}
-# parameter names of the benchmarks this module knows, for results without benchmarks.json
-KNOWN_PARAM_NAMES = {
-    UPDATE: ["optimizer", "n", "dtype", "target", "impl"],
-    **{MLP_PREFIX + k: ["batch", "target", "impl"] for k in MLP_KINDS},
-}
-
-
-def steps_per_call(n):
-    """Optimizer steps per call of ``OptimizerStep.time_step`` (benchmarks/common.py)."""
-    return max(1, 100000 // n)
+UPDATE = suite.UPDATE
+UPDATE_PEERS = tuple(impl for impl in definitions.UPDATE_IMPLS if impl != "fastopt")
+MLP_PREFIX = suite.MLP_PREFIX
+MLP_KINDS = suite.MLP_TIMINGS
+CONVERGENCE_PREFIX = suite.CONVERGENCE_PREFIX
+CONVERGENCE_TRACKS = {track: column for track, (column, _) in suite.CONVERGENCE_TRACKS.items()}
+NETWORK = "-".join(map(str, definitions.NETWORK))
 
 
 class Entry(NamedTuple):
@@ -168,6 +163,8 @@ def _value(text):
 
 
 def _default_unit(name):
+    if name in suite.BENCHMARKS:
+        return suite.BENCHMARKS[name].unit
     method = name.rsplit(".", 1)[-1]
     if method.startswith(("time_", "timeraw_")):
         return "seconds"
@@ -180,9 +177,10 @@ def _entries(file, info):
     out = []
     for name, (params, values) in sorted(file.results.items()):
         meta = info.get(name, {})
-        names = meta.get("param_names") or KNOWN_PARAM_NAMES.get(name) or []
+        known = list(suite.BENCHMARKS[name].param_names) if name in suite.BENCHMARKS else []
+        names = meta.get("param_names") or known
         if len(names) != len(params):  # results of an older version of the benchmark
-            names = KNOWN_PARAM_NAMES.get(name, [])
+            names = known
             if len(names) != len(params):
                 names = [f"param{i + 1}" for i in range(len(params))]
         unit = meta.get("unit") or _default_unit(name)
@@ -290,15 +288,15 @@ def _nan(x):
 
 def state_arrays(name, dtype="float32"):
     """How many state arrays ``fastopt.optim`` allocates for ``name`` with the benchmark's
-    hyperparameters (``fastopt.bench.BENCH_HYPER``, the same as benchmarks/common.py);
-    None for an unknown optimizer."""
+    hyperparameters (``fastopt.bench.definitions``, as the suite runs it); None for an
+    unknown optimizer."""
     import numpy as np
 
-    from . import bench, optim
+    from . import optim
 
     if name not in optim.OPTIMIZERS:
         return None
-    opt = optim.OPTIMIZERS[name](np.zeros(1, dtype=dtype), **bench.BENCH_HYPER.get(name, {}))
+    opt = optim.OPTIMIZERS[name](np.zeros(1, dtype=dtype), **definitions.bench_hyper(name))
     return len(opt.state[0])
 
 
@@ -432,7 +430,7 @@ OTHER_COLUMNS = (["benchmark", "params", "value", "unit"],
 TABLES = (
     ("asv_update", "update kernels: time per opt.step(); peer x = peer time / fastopt time",
      update_rows, UPDATE_COLUMNS),
-    ("asv_mlp", "MLP 784-100-100-100-100-10 (float32, SGD): time per call; torch x = torch "
+    ("asv_mlp", f"MLP {NETWORK} (float32, SGD): time per call; torch x = torch "
      "time / fastopt time", mlp_rows, MLP_COLUMNS),
     ("asv_convergence", "convergence: test accuracy after the fixed steps, steps and "
      "training seconds to the target accuracy (- = not reached)", convergence_rows,
@@ -452,29 +450,10 @@ def build_tables(entries):
     return tables
 
 
-def _cell(value):
-    """A table cell: thousands separators instead of exponents, 3 significant digits."""
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "-"
-        if abs(value) >= 999.5:  # what .3g would print as 1e+03 and up
-            return f"{value:,.0f}"
-        return f"{value:.3g}"
-    return str(value)
-
-
 def format_table(rows, columns, headers):
-    from .bench import format_table as fmt
-
-    return fmt([{c: _cell(r[c]) for c in columns} for r in rows], columns, headers)
-
-
-def write_csv(rows, columns, path):
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    return path
+    """A report table: numbers with thousands separators, every column right-aligned."""
+    return tables.format_table(rows, columns, headers, cell=tables.readable,
+                               first_left=False, strip=False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -547,7 +526,7 @@ def plot_mlp(rows, target):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     axes[0].set_ylabel("µs per call")
-    fig.suptitle(f"MLP 784-100-100-100-100-10, float32, SGD, {target}")
+    fig.suptitle(f"MLP {NETWORK}, float32, SGD, {target}")
     return fig
 
 
@@ -579,7 +558,7 @@ def run(args):
 
     runs.check_out(args.out)
     selection = select(args.results, args.machine, args.commit)
-    tables = build_tables(selection.entries)
+    report = build_tables(selection.entries)
     out = runs.make_out_dir(args.out, "bench-asv-report")
     args._out_dir = str(out)
     resolved = dict(machine=selection.machine, commit=selection.commit, files=selection.files)
@@ -592,13 +571,13 @@ def run(args):
           f"{len(selection.files)} file(s)")
     for note in selection.notes:
         print(f"note: {note}")
-    if not tables:
+    if not report:
         print("no results with values for this commit (every benchmark skipped or failed)")
-    for stem, (title, rows, (columns, headers)) in tables.items():
+    for stem, (title, rows, (columns, headers)) in report.items():
         print(f"\n{title}")
         print(format_table(rows, columns, headers))
-        runs.wrote(write_csv(rows, columns, out / f"{stem}.csv"), "the table above")
-    figs = figures(tables)
+        runs.wrote(tables.write_csv(rows, out / f"{stem}.csv", columns), "the table above")
+    figs = figures(report)
     if figs:
         runs.use_agg()
         for stem, fig in figs:
@@ -606,4 +585,4 @@ def run(args):
                 runs.wrote(path, "time per step" if "update" in stem else
                            "time per call versus batch size")
     runs.update_settings(out, status="complete")
-    return tables
+    return report

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from fastopt import asvreport, cli
@@ -231,15 +232,63 @@ def test_damaged_file_is_skipped_with_a_note(results):
 def test_report_and_suite_share_steps_per_call_and_hyperparameters():
     from benchmarks import common
 
-    from fastopt import bench, optim
+    from fastopt import optim
+    from fastopt.bench import definitions
 
+    # one definition: the suite and the report use the same objects, not copies
+    assert common.steps_per_call is definitions.steps_per_call is asvreport.steps_per_call
+    assert common.BENCH_HYPER is definitions.BENCH_HYPER
+    assert common.TORCH_NAMES is definitions.TORCH_NAMES
+    assert common.TORCH_FUSED is definitions.TORCH_FUSED
     for n in (1, 999, 1000, 1001, 100000, 10**7):
-        assert common.steps_per_call(n) == asvreport.steps_per_call(n)
-    assert common.BENCH_HYPER == bench.BENCH_HYPER
+        assert common.steps_per_call(n) == max(1, 100000 // n)
     assert set(common.OPTIMIZERS) == set(optim.OPTIMIZERS)
     assert asvreport.state_arrays("sgd") == 1  # momentum 0.9
     assert asvreport.state_arrays("adam") == 2
     assert asvreport.state_arrays("nope") is None
+
+
+def test_suite_values_are_the_ones_old_results_were_measured_with():
+    """asv results stay comparable across commits only if these never change."""
+    from benchmarks import common
+
+    assert common.OPTIMIZERS == ["sgd", "adagrad", "rmsprop", "adam", "adamw", "adadelta",
+                                 "adamax", "nadam", "radam", "lion"]
+    assert common.BENCH_HYPER == {"sgd": {"lr": 1e-3, "momentum": 0.9}}
+    assert common.TORCH_NAMES == {
+        "sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam",
+        "adamw": "AdamW", "adadelta": "Adadelta", "adamax": "Adamax", "nadam": "NAdam",
+        "radam": "RAdam"}
+    assert set(common.TORCH_FUSED) == {"sgd", "adam", "adamw", "adagrad"}
+    assert common.UPDATE_IMPLS == ["fastopt", "numpy", "torch", "torch-fused"]
+    assert common.NETWORK == (784, 100, 100, 100, 100, 10) and common.MLP_LR == 0.01
+    assert common.MLP_IMPLS == ["fastopt", "torch"]
+    assert common.SEED == 20261123
+    p, _ = common.arrays(5, "float64")
+    assert np.array_equal(p, np.random.default_rng(20261123).standard_normal(5))
+
+
+def test_suite_matches_the_definitions_the_report_reads():
+    """Every benchmark asv discovers is in fastopt.bench.suite with the same parameter
+    names and unit, and every one there exists: a renamed benchmark fails here instead of
+    dropping out of the report."""
+    discovery = pytest.importorskip("asv_runner.discovery")
+    from fastopt.bench import suite
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "benchmarks")
+    found = {b.name: (tuple(b.param_names), b.unit)
+             for b in discovery.disc_benchmarks(root)}
+    assert found == {name: (b.param_names, b.unit) for name, b in suite.BENCHMARKS.items()}
+
+
+def test_results_without_benchmarks_json_take_names_and_units_from_the_suite(results):
+    with_info = asvreport.select(str(results), use_asv=False).entries
+    (results / "benchmarks.json").unlink()
+    without = asvreport.select(str(results), use_asv=False).entries
+    assert [(e.name, e.params, e.unit) for e in without] == \
+        [(e.name, e.params, e.unit) for e in with_info]
+    assert asvreport.convergence_rows(without) == asvreport.convergence_rows(with_info)
 
 
 def test_smoke_switch_shrinks_every_grid():

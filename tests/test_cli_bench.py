@@ -61,3 +61,71 @@ def test_bench_gpu_without_a_gpu_says_what_is_missing(tmp_path, capsys):
     assert cli.main(["bench", "gpu", "--no-progress", "--out", str(tmp_path / "g")]) == 2
     err = capsys.readouterr().err
     assert "bench gpu needs a CUDA GPU" in err and "target=\"cpu\"" in err
+
+
+# ---------------------------------------------------------------------------------------
+# the definitions both front-ends (fastopt bench, the asv suite) measure with
+
+
+def test_every_optimizer_has_benchmark_facts():
+    from fastopt import optim
+    from fastopt.bench import definitions
+
+    assert set(definitions.FACTS) == set(optim.OPTIMIZERS)
+    assert set(definitions.TORCH_FUSED) <= set(definitions.TORCH_NAMES)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adagrad", "rmsprop", "adam", "adamw", "adadelta",
+                                  "adamax", "nadam", "radam", "lion"])
+def test_peers_take_the_same_step(name):
+    """fastopt, the NumPy reference and torch.optim, as the benchmarks build them, compute
+    the same update: the tables compare like with like."""
+    import numpy as np
+
+    from fastopt.bench import definitions
+
+    rng = np.random.default_rng(0)
+    p0, g = rng.standard_normal(64), rng.standard_normal(64) * 1e-3
+    ps = {impl: p0.copy() for impl in definitions.UPDATE_IMPLS}
+    steps = {"fastopt": definitions.fastopt_step(name, ps["fastopt"], g)[1],
+             "numpy": definitions.numpy_step(name, ps["numpy"], g)}
+    if name in definitions.TORCH_NAMES:
+        torch = pytest.importorskip("torch")
+        steps["torch"] = definitions.torch_step(torch, name, ps["torch"], g.copy())
+        if name in definitions.TORCH_FUSED:
+            steps["torch-fused"] = definitions.torch_step(torch, name, ps["torch-fused"],
+                                                          g.copy(), "torch-fused")
+    for step in steps.values():
+        step()
+    assert not np.array_equal(ps["fastopt"], p0)
+    for impl in steps:
+        np.testing.assert_allclose(ps[impl], ps["fastopt"], rtol=1e-6, atol=1e-12,
+                                   err_msg=impl)
+
+
+def test_torch_mlp_is_the_same_network():
+    torch = pytest.importorskip("torch")
+    import numpy as np
+
+    from fastopt.bench import definitions
+
+    model, _ = definitions.fastopt_mlp(seed=0)
+    rng = np.random.default_rng(0)
+    X = rng.random((4, definitions.NETWORK[0]), dtype=np.float32)
+    y = rng.integers(0, definitions.NETWORK[-1], 4)
+    net = definitions.torch_mlp(torch, X, y)
+    assert net.forward().shape == model.forward(X).shape == (4, definitions.NETWORK[-1])
+    assert np.isfinite(net.train_step()) and np.isfinite(net.forward_backward().item())
+
+
+def test_cold_start_program_leaves_both_times():
+    """The child program of bench coldstart and asv's ColdStart, run in this process."""
+    from benchmarks import bench_import
+
+    from fastopt.bench import definitions
+
+    code = definitions.cold_start_program(batch=4)
+    assert bench_import._FIRST_STEP == definitions.cold_start_program()
+    namespace = {}
+    exec(code, namespace)
+    assert namespace["import_seconds"] >= 0 and namespace["first_step_seconds"] > 0

@@ -1,0 +1,231 @@
+"""The ``fastopt bench ...`` command: options, the output folder, the table and CSV files.
+
+Each subcommand measures with one function of this package and prints its rows with
+``fastopt.tables``; ``asv-report`` hands over to ``fastopt.asvreport``.
+"""
+
+import argparse
+
+from . import definitions
+
+
+def _csv_list(text):
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _sizes(text):
+    try:
+        return [int(float(x)) for x in _csv_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"sizes must be comma-separated numbers such as 1e3,1e5, got {text!r}") from None
+
+
+def _network():
+    return "-".join(map(str, definitions.NETWORK))
+
+
+def _run(args, what, measure, columns, headers, title=None):
+    """Shared frame of the bench commands: output folder, settings.json, the table on
+    stdout, ``<what>.csv`` (and ``--csv PATH`` if given)."""
+    from .. import runs, tables
+
+    runs.check_common_arguments(args)
+    out = runs.make_out_dir(args.out, f"bench-{what}")
+    args._out_dir = str(out)
+    runs.wrote(runs.write_settings(out, f"bench {what}", vars(args), args._argv),
+               "the exact settings of this run")
+    rows, notes = measure(progress=runs.progress_enabled(args.no_progress))
+    if title:
+        print(title)
+    print(tables.format_table(rows, columns, headers, cell=tables.short, first_left=False,
+                              strip=False))
+    for note in notes:
+        print(f"note: {note}")
+    for path in filter(None, [out / f"{what}.csv", args.csv]):
+        tables.write_csv(rows, path)
+        runs.wrote(path, "one row per measurement")
+    runs.update_settings(out, status="complete")
+
+
+def _cmd_update(args):
+    from .update import bench_update
+
+    def measure(progress):
+        rows, notes = bench_update(optimizers=args.optimizers, sizes=args.sizes,
+                                   dtype=args.dtype, rounds=args.rounds,
+                                   torch_peers=not args.no_torch, progress=progress,
+                                   seed=args.seed)
+        return [dict(r, us=r["seconds"] * 1e6) for r in rows], notes
+
+    _run(args, "update", measure, ["optimizer", "n", "impl", "us", "gbps", "ratio"],
+         ["optimizer", "N", "implementation", "median us/step", "GB/s", "time / fastopt"])
+
+
+def _cmd_crossover(args):
+    from .. import config
+    from .update import bench_crossover
+
+    def measure(progress):
+        rows, found = bench_crossover(names=args.optimizers or ("sgd", "adam"),
+                                      dtype=args.dtype, rounds=args.rounds,
+                                      progress=progress, seed=args.seed)
+        notes = [f"{name}: prange wins from N = {n}" if n else
+                 f"{name}: prange never wins here" for name, n in found.items()]
+        notes.append(f"current FASTOPT_PARALLEL_MIN_SIZE = {config.PARALLEL_MIN_SIZE}")
+        return [dict(r, serial_us=r["serial"] * 1e6, parallel_us=r["parallel"] * 1e6,
+                     speedup=r["serial"] / r["parallel"]) for r in rows], notes
+
+    _run(args, "crossover", measure, ["optimizer", "n", "serial_us", "parallel_us", "speedup"],
+         ["optimizer", "N", "serial us", "prange us", "prange speedup"])
+
+
+def _cmd_mlp(args):
+    from .mlp import bench_mlp
+
+    def measure(progress):
+        rows, notes = bench_mlp(batch_sizes=args.batch_sizes, dtype=args.dtype,
+                                rounds=args.rounds, torch_peer=not args.no_torch,
+                                progress=progress, seed=args.seed)
+        return [dict(r, us=r["seconds"] * 1e6) for r in rows], notes
+
+    _run(args, "mlp", measure, ["batch", "impl", "us", "samples_per_s", "gflops", "ratio"],
+         ["batch", "implementation", "median us/step", "samples/s", "GFLOP/s",
+          "time / fastopt"],
+         title=f"network {_network()}, {args.dtype}, SGD, one training step (forward, "
+               "backward, update)")
+
+
+def _cmd_coldstart(args):
+    from .coldstart import bench_coldstart
+
+    if args.warm_runs < 1 or args.batch < 1:
+        raise ValueError("--batch and --warm-runs must be positive integers")
+
+    def measure(progress):
+        return bench_coldstart(batch=args.batch, warm_runs=args.warm_runs), []
+
+    _run(args, "coldstart", measure, ["cache", "import_s", "first_step_s", "process_s"],
+         ["Numba cache", "import fastopt.nn s", "first train_step s", "whole process s"],
+         title=f"network {_network()}, float32, {definitions.COLD_START_OPTIMIZER}, batch "
+               f"{args.batch}: each row is a new process")
+
+
+def _cmd_gpu(args):
+    from .gpu import COLUMNS, bench_gpu, require_gpu
+
+    require_gpu()  # before the output folder is made
+
+    def measure(progress):
+        return bench_gpu(sizes=args.sizes, batch_sizes=args.batch_sizes, rounds=args.rounds,
+                         torch_peers=not args.no_torch, progress=progress, seed=args.seed)
+
+    _run(args, "gpu", measure, list(COLUMNS),
+         ["what", "N or batch", "implementation", "median us/step", "GB/s", "of d2d copy",
+          "samples/s", "time / fastopt"],
+         title=f"Adam float32 (28 bytes/parameter) and the MLP {_network()} train_step (SGD, "
+               "loss read every step)")
+
+
+def _cmd_asv_report(args):
+    from .. import asvreport
+
+    asvreport.run(args)
+
+
+def add_parser(sub):
+    """The ``bench`` command and its subcommands, on the ``fastopt`` command's subparsers."""
+    from .. import runs
+
+    bench = sub.add_parser("bench", help="quick throughput tables (no asv); asv-report: "
+                                         "tables and figures from the asv suite's results")
+    bsub = bench.add_subparsers(dest="what", required=True)
+    _add_update(bsub, runs)
+    _add_mlp(bsub, runs)
+    _add_coldstart(bsub, runs)
+    _add_crossover(bsub, runs)
+    _add_gpu(bsub, runs)
+    _add_asv_report(bsub)
+    return bench
+
+
+def _add_update(bsub, runs):
+    upd = bsub.add_parser("update", help="optimizer step time: fastopt vs NumPy vs torch.optim")
+    upd.add_argument("--optimizers", type=_csv_list, default=None,
+                     help="comma-separated names (default: all)")
+    upd.add_argument("--sizes", type=_sizes, default=list(definitions.UPDATE_SIZES),
+                     help="comma-separated element counts (default 1e3,1e4,1e5,1e6,1e7)")
+    upd.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    upd.add_argument("--rounds", type=int, default=7, help="timing rounds (median reported)")
+    upd.add_argument("--no-torch", action="store_true", help="skip the torch.optim peers")
+    upd.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    runs.add_common_arguments(upd, "bench-update")
+    upd.set_defaults(func=_cmd_update)
+
+
+def _add_mlp(bsub, runs):
+    mlp = bsub.add_parser("mlp", help="MLP training step: fastopt vs PyTorch vs numpy GEMMs")
+    mlp.add_argument("--batch-sizes", type=_sizes, default=list(definitions.MLP_BATCH_SIZES))
+    mlp.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    mlp.add_argument("--rounds", type=int, default=7)
+    mlp.add_argument("--no-torch", action="store_true")
+    mlp.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    runs.add_common_arguments(mlp, "bench-mlp")
+    mlp.set_defaults(func=_cmd_mlp)
+
+
+def _add_coldstart(bsub, runs):
+    cold = bsub.add_parser("coldstart", help="first train_step in a new process: empty vs "
+                                             "warm Numba cache")
+    cold.add_argument("--batch", type=int, default=definitions.COLD_START_BATCH)
+    cold.add_argument("--warm-runs", type=int, default=3)
+    runs.add_common_arguments(cold, "bench-coldstart")
+    cold.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    cold.set_defaults(func=_cmd_coldstart)
+
+
+def _add_crossover(bsub, runs):
+    cross = bsub.add_parser("crossover",
+                            help="serial vs prange kernel: measure the parallel threshold")
+    cross.add_argument("--optimizers", type=_csv_list, default=None)
+    cross.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    cross.add_argument("--rounds", type=int, default=9)
+    cross.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    runs.add_common_arguments(cross, "bench-crossover")
+    cross.set_defaults(func=_cmd_crossover)
+
+
+def _add_gpu(bsub, runs):
+    gpu = bsub.add_parser("gpu", help="on a CUDA GPU: Adam step vs device copy and torch "
+                                       "fused, MLP train_step vs PyTorch")
+    gpu.add_argument("--sizes", type=_sizes, default=list(definitions.GPU_SIZES),
+                     help="Adam parameter counts (default 1e6,1e7,1e8)")
+    gpu.add_argument("--batch-sizes", type=_sizes, default=list(definitions.GPU_BATCH_SIZES))
+    gpu.add_argument("--rounds", type=int, default=7)
+    gpu.add_argument("--no-torch", action="store_true")
+    gpu.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    runs.add_common_arguments(gpu, "bench-gpu")
+    gpu.set_defaults(func=_cmd_gpu)
+
+
+def _add_asv_report(bsub):
+    report = bsub.add_parser(
+        "asv-report", help="tables (CSV) and figures (PNG) from the asv suite's results",
+        description="Read the latest results of the asv suite (asv run) and print tables: "
+                    "update-kernel time per step, GB/s and ratios to the peers, MLP time "
+                    "and samples/s, convergence, cold start and memory; write them as CSV "
+                    "and plot time per step versus N and versus batch size as PNG.")
+    report.add_argument("--results", metavar="DIR", default=".asv/results",
+                        help="asv's results folder (default .asv/results)")
+    report.add_argument("--machine", default=None,
+                        help="machine name (a folder under --results; default: the one "
+                             "with the most recent results)")
+    report.add_argument("--commit", default=None,
+                        help="commit hash or prefix (default: the latest commit with "
+                             "results)")
+    report.add_argument("--out", metavar="DIR", default=None,
+                        help="folder for the CSV and PNG files (default: a new folder "
+                             "runs/bench-asv-report-YYYYMMDD-HHMMSS)")
+    report.add_argument("--svg", action="store_true",
+                        help="also write each figure as SVG next to the PNG")
+    report.set_defaults(func=_cmd_asv_report)

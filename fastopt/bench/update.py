@@ -1,0 +1,152 @@
+"""``fastopt bench update`` and ``bench crossover``: the optimizer step, timed in one process.
+
+update: every optimizer x N, fastopt next to the peers of ``fastopt.bench.definitions``
+(NumPy reference, torch.optim for-loop, foreach and fused) and an axpy as the memory
+ceiling. Effective bandwidth counts the bytes an ideal fused update moves: the parameter
+(read and write), the gradient (read) and each state array (read and write).
+
+crossover: the serial and the prange kernel of one rule per N, to place
+``FASTOPT_PARALLEL_MIN_SIZE``.
+"""
+
+import math
+
+import numpy as np
+
+from . import definitions
+from .timing import interleaved
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _axpy_kernel():
+    from numba import njit, prange
+
+    from .. import config
+
+    @njit(parallel=True, **config.CPU_JIT)
+    def axpy(y, x, a):
+        for i in prange(y.size):
+            y[i] = y[i] + a * x[i]
+
+    return axpy
+
+
+def _optimizer_names(optimizers):
+    from .. import optim
+
+    names = list(optimizers or optim.OPTIMIZERS)
+    unknown = [n for n in names if n not in optim.OPTIMIZERS]
+    if unknown:
+        raise ValueError(f"unknown optimizer(s) {unknown}; choose from "
+                         f"{sorted(optim.OPTIMIZERS)}")
+    return names
+
+
+def _update_notes(torch_peers, torch):
+    if torch_peers and torch is None:
+        return ["torch is not installed: torch.optim rows skipped (pip install torch==2.13.0)"]
+    if torch is not None:
+        return ["Lion has no torch.optim implementation: no torch rows for it"]
+    return []
+
+
+def _update_peers(name, p, g, torch, numpy_peer):
+    """(fastopt's optimizer, {label: step}): fastopt on ``p`` and each peer on a copy."""
+    opt, step = definitions.fastopt_step(name, p, g)
+    fns = {"fastopt": step}
+    if numpy_peer:
+        fns["numpy"] = definitions.numpy_step(name, p.copy(), g)
+    if torch is not None and name in definitions.TORCH_NAMES:
+        variants = ["torch", "torch-foreach"]
+        if name in definitions.TORCH_FUSED:
+            variants.append("torch-fused")
+        for variant in variants:
+            fns[variant.replace("-", " ")] = definitions.torch_step(
+                torch, name, p.copy(), g.copy(), variant)
+    return opt, fns
+
+
+def _update_rows(name, n, dtype, opt, times):
+    n_state = sum(s.size for s in opt.state[0].values()) // max(n, 1)
+    nbytes = n * dtype.itemsize * (3 + 2 * n_state)
+    base = times["fastopt"]
+    rows = []
+    for impl, sec in times.items():
+        axpy = impl.startswith("axpy")
+        moved = n * dtype.itemsize * 3 if axpy else nbytes
+        rows.append(dict(optimizer="-" if axpy else name, n=n, impl=impl, seconds=sec,
+                         gbps=moved / sec / 1e9, ratio=math.nan if axpy else sec / base))
+    return rows
+
+
+def bench_update(optimizers=None, sizes=definitions.UPDATE_SIZES, dtype="float32", rounds=7,
+                 torch_peers=True, numpy_peer=True, progress=True, seed=0):
+    """(rows, notes): one row per optimizer, N and implementation: seconds per step,
+    GB/s, ratio (peer time / fastopt time)."""
+    from tqdm.auto import tqdm
+
+    names = _optimizer_names(optimizers)
+    dtype = np.dtype(dtype)
+    torch = _torch() if torch_peers else None
+    axpy = _axpy_kernel()
+    rng = np.random.default_rng(seed)
+    rows = []
+    jobs = [(n, name) for n in sizes for name in names]
+    for n, name in tqdm(jobs, desc="bench update", disable=not progress, unit="case"):
+        p = rng.standard_normal(n).astype(dtype)
+        g = (rng.standard_normal(n) * 1e-3).astype(dtype)
+        opt, fns = _update_peers(name, p, g, torch, numpy_peer)
+        if name == names[0]:
+            y = p.copy()
+            a = dtype.type(1e-3)
+            fns["axpy (reference)"] = lambda y=y, g=g, a=a: axpy(y, g, a)
+        rows += _update_rows(name, n, dtype, opt, interleaved(fns, n, rounds))
+    return rows, _update_notes(torch_peers, torch)
+
+
+def bench_crossover(names=("sgd", "adam"), sizes=None, dtype="float32", rounds=9, seed=0,
+                    progress=True):
+    """(rows, crossover): serial vs prange kernel times per N; the crossover is the first N
+    where prange wins and keeps winning at every larger N (None if it never does)."""
+    from tqdm.auto import tqdm
+
+    from .. import optim
+    from ..kernels import cpu
+
+    sizes = sizes or [int(round(10 ** e)) for e in np.arange(3, 6.51, 0.25)]
+    dtype = np.dtype(dtype)
+    rows = []
+    for name in tqdm(names, desc="bench crossover", disable=not progress):
+        for n in sizes:
+            p = np.random.default_rng(seed).standard_normal(n).astype(dtype)
+            g = np.full(n, 1e-3, dtype=dtype)
+            opt = optim.OPTIMIZERS[name](p, **definitions.bench_hyper(name))
+            rule = opt.rule
+            state = [opt.state[0][k].reshape(-1) if k in opt.state[0] else None
+                     for k in rule.state] + [None] * (3 - len(rule.state))
+            hyper = np.full(len(rule.hyper), 1e-6, dtype=dtype)
+            flags = np.zeros(len(rule.flags), dtype=np.int64)
+            serial, parallel = cpu.update_kernels(rule.name)
+            times = interleaved({
+                "serial": lambda: serial(p, g, *state, hyper, flags),
+                "parallel": lambda: parallel(p, g, *state, hyper, flags),
+            }, n, rounds)
+            rows.append(dict(optimizer=name, n=n, serial=times["serial"],
+                             parallel=times["parallel"]))
+    return rows, _crossover(rows, names)
+
+
+def _crossover(rows, names):
+    crossover = {}
+    for name in names:
+        rs = [r for r in rows if r["optimizer"] == name]
+        crossover[name] = next((r["n"] for i, r in enumerate(rs)
+                                if all(x["parallel"] < x["serial"] for x in rs[i:])), None)
+    return crossover
