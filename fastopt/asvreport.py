@@ -202,30 +202,53 @@ def _float(value):
         return None
 
 
-def select(results_dir=DEFAULT_RESULTS, machine=None, commit=None, use_asv=None):
-    """Read the results of one machine and one commit (default: the latest) -> Selection.
-
-    Raises ValueError saying what is missing (no results, unknown machine or commit)."""
-    notes = []
+def _pick_machine(results_dir, machine, notes):
+    """``machine``, checked, or the one with the most recent results (noted)."""
     found = machines(results_dir)
     if not found:
         raise ValueError(
             f"no asv results under {results_dir} (no <machine>/machine.json); run the suite "
             "first, e.g. asv run --python=same --set-commit-hash $(git rev-parse HEAD) "
             "(see README: Tracking performance with asv), or pass --results DIR")
-    if machine is None:
-        if len(found) > 1:
-            # the machine with the most recent results
-            latest = {m: max((p.stat().st_mtime for p in _result_paths(results_dir, m)),
-                             default=0) for m in found}
-            machine = max(found, key=lambda m: latest[m])
-            notes.append(f"results of several machines ({', '.join(found)}): showing "
-                         f"{machine}, the most recent; choose with --machine")
-        else:
-            machine = found[0]
-    elif machine not in found:
-        raise ValueError(f"--machine {machine}: no results for it under {results_dir}; "
-                         f"machines: {', '.join(found)}")
+    if machine is not None:
+        if machine not in found:
+            raise ValueError(f"--machine {machine}: no results for it under {results_dir}; "
+                             f"machines: {', '.join(found)}")
+        return machine
+    if len(found) == 1:
+        return found[0]
+    latest = {m: max((p.stat().st_mtime for p in _result_paths(results_dir, m)), default=0)
+              for m in found}
+    machine = max(found, key=lambda m: latest[m])
+    notes.append(f"results of several machines ({', '.join(found)}): showing "
+                 f"{machine}, the most recent; choose with --machine")
+    return machine
+
+
+def _pick_commit(commits, commit, machine):
+    """The commit (a key of ``commits``) matching the prefix ``commit``, or the latest."""
+    if commit is None:
+        def recency(c):
+            group = commits[c]
+            return (max((f.date or 0) for f in group), max(f.started for f in group))
+
+        return max(commits, key=recency)
+    matches = [c for c in commits if c and c.startswith(commit)]
+    if not matches:
+        raise ValueError(f"--commit {commit}: no results for it on machine {machine}; "
+                         f"commits with results: "
+                         f"{', '.join(sorted(c[:8] for c in commits if c))}")
+    if len(matches) > 1:
+        raise ValueError(f"--commit {commit} is ambiguous: {', '.join(matches)}")
+    return matches[0]
+
+
+def select(results_dir=DEFAULT_RESULTS, machine=None, commit=None, use_asv=None):
+    """Read the results of one machine and one commit (default: the latest) -> Selection.
+
+    Raises ValueError saying what is missing (no results, unknown machine or commit)."""
+    notes = []
+    machine = _pick_machine(results_dir, machine, notes)
     files = []
     for path in _result_paths(results_dir, machine):
         try:
@@ -237,21 +260,7 @@ def select(results_dir=DEFAULT_RESULTS, machine=None, commit=None, use_asv=None)
     commits = {}
     for f in files:
         commits.setdefault(f.commit, []).append(f)
-    if commit is None:
-        def recency(c):
-            group = commits[c]
-            return (max((f.date or 0) for f in group), max(f.started for f in group))
-
-        chosen = max(commits, key=recency)
-    else:
-        matches = [c for c in commits if c and c.startswith(commit)]
-        if not matches:
-            raise ValueError(f"--commit {commit}: no results for it on machine {machine}; "
-                             f"commits with results: "
-                             f"{', '.join(sorted(c[:8] for c in commits if c))}")
-        if len(matches) > 1:
-            raise ValueError(f"--commit {commit} is ambiguous: {', '.join(matches)}")
-        chosen = matches[0]
+    chosen = _pick_commit(commits, commit, machine)
     group = sorted(commits[chosen], key=lambda f: f.started)
     info = _benchmark_info(results_dir)
     # one result per benchmark: from the most recent file (environment) that has it
