@@ -16,6 +16,7 @@ interrupted run says so.
 Nothing here imports matplotlib or numba at module level.
 """
 
+import contextlib
 import datetime
 import importlib.metadata
 import json
@@ -209,6 +210,43 @@ def write_settings(out_dir, command, arguments, argv=None, resolved=None):
     path = Path(out_dir) / SETTINGS_FILE
     _dump(record, path)
     return path
+
+
+class Frame:
+    """What a command's body tells the frame (``command_frame``): where its files go
+    (``out``), and the final ``status`` and extra ``fields`` of settings.json."""
+
+    def __init__(self, out):
+        self.out = out
+        self.status = "complete"
+        self.fields = {}
+
+
+@contextlib.contextmanager
+def command_frame(args, command, prefix=None, resolved=None, announce=True):
+    """The frame every command runs in, after its arguments were checked.
+
+    Creates the output folder (``--out``, or ``runs/<prefix>-<date>``), writes
+    settings.json with status "running" (``resolved``: the settings derived from the
+    arguments) and says so; the body gets a ``Frame``. When the body returns, the status
+    becomes ``frame.status`` ("complete" unless the body says otherwise) with
+    ``frame.fields``; when it raises, "failed" with the message (Ctrl-C: "interrupted",
+    written by the command-line entry point, which also prints where the files are).
+    """
+    out = make_out_dir(args.out, prefix or command.replace(" ", "-"))
+    args._out_dir = str(out)  # for the Ctrl-C message
+    path = write_settings(out, command, vars(args), getattr(args, "_argv", None), resolved)
+    if announce:
+        wrote(path, "the exact settings of this run")
+    frame = Frame(out)
+    try:
+        yield frame
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        update_settings(out, status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    update_settings(out, status=frame.status, **frame.fields)
 
 
 def update_settings(out_dir, **fields):

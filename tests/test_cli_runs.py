@@ -85,3 +85,32 @@ def test_command_modules_load_neither_numba_nor_matplotlib():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_command_frame_records_complete_failed_and_the_body_status(tmp_path):
+    import argparse
+
+    def args(name):
+        return argparse.Namespace(out=str(tmp_path / name), seed=0, _argv=["demo"])
+
+    with runs.command_frame(args("ok"), "demo", resolved={"x": 1}) as frame:
+        assert (frame.out / runs.SETTINGS_FILE).exists()
+        assert runs.read_settings(frame.out)["status"] == "running"
+    record = runs.read_settings(frame.out)
+    assert record["status"] == "complete" and record["resolved"] == {"x": 1}
+
+    with runs.command_frame(args("partial"), "demo") as frame:
+        frame.status, frame.fields = "incomplete", {"seconds": 2.5}
+    record = runs.read_settings(frame.out)
+    assert (record["status"], record["seconds"]) == ("incomplete", 2.5)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        with runs.command_frame(args("bad"), "demo") as frame:
+            raise RuntimeError("boom")
+    record = runs.read_settings(frame.out)
+    assert (record["status"], record["error"]) == ("failed", "RuntimeError: boom")
+
+    with pytest.raises(KeyboardInterrupt):
+        with runs.command_frame(args("stop"), "demo") as frame:
+            raise KeyboardInterrupt
+    assert runs.read_settings(frame.out)["status"] == "running"  # main() marks interrupted

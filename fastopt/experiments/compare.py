@@ -394,15 +394,14 @@ def plot_comparison(plan, results, batch_size, title=None):
 
 def run(args):
     """The ``compare`` command (``args`` from ``add_parser``'s parser); returns the Runs."""
-    from tqdm.auto import tqdm
-
     plan = check_args(args)
-    progress = runs.progress_enabled(args.no_progress)
-    out = runs.make_out_dir(args.out, "compare")
-    args._out_dir = str(out)  # for the Ctrl-C message
-    histories = out / "histories"
-    histories.mkdir(exist_ok=True)
-    resolved = {
+    with runs.command_frame(args, "compare", resolved=_resolved(plan)) as frame:
+        return _run(args, plan, frame.out)
+
+
+def _resolved(plan):
+    """The settings.json record of what the arguments resolved to."""
+    return {
         "network": training.network(plan.data, plan.hidden),
         "activation": "relu", "init": "he_normal",
         "optimizers": {c.label: {"class": c.cls, **c.kwargs} for c in plan.configs},
@@ -412,8 +411,14 @@ def run(args):
         "data": {"name": plan.data.name, "train": plan.data.n_train,
                  "test": plan.data.n_test},
     }
-    runs.wrote(runs.write_settings(out, "compare", vars(args), getattr(args, "_argv", None),
-                                   resolved), "the exact settings of this run")
+
+
+def _run(args, plan, out):
+    from tqdm.auto import tqdm
+
+    progress = runs.progress_enabled(args.no_progress)
+    histories = out / "histories"
+    histories.mkdir(exist_ok=True)
     n_runs = len(plan.configs) * len(plan.batch_sizes) * len(plan.seeds)
     print(f"compare: {len(plan.configs)} optimizer(s) x {len(plan.batch_sizes)} batch "
           f"size(s) x {len(plan.seeds)} seed(s) = {n_runs} runs on {plan.data.name}, "
@@ -462,7 +467,6 @@ def run(args):
         fig = plot_comparison(plan, results, batch)
         for path in runs.save_figure(fig, out, f"compare_b{batch}", svg=args.svg):
             runs.wrote(path, f"test loss and accuracy vs time and vs steps, batch {batch}")
-    runs.update_settings(out, status="complete")
     print()
     print(summary_table(rows, plan.target_accuracy))
     return results

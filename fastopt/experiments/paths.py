@@ -374,14 +374,14 @@ def run(args):
     """The ``paths`` command (``args`` from ``add_parser``'s parser)."""
     plan = plan_from_args(args)
     steps = BOOK_STEPS if args.book else args.steps
-    out = runs.make_out_dir(args.out, "paths")
-    args._out_dir = str(out)  # for the Ctrl-C message
     resolved = {s.name: {"start": s.start, "steps": steps or s.steps,
                          "optimizers": {c.label: {"class": c.cls, **c.kwargs} for c in cs}}
                 for s, cs in plan}
-    runs.wrote(runs.write_settings(out, "paths", vars(args), getattr(args, "_argv", None),
-                                    resolved),
-               "the exact settings of this run")
+    with runs.command_frame(args, "paths", resolved=resolved) as frame:
+        return _run(args, plan, steps, frame.out)
+
+
+def _run(args, plan, steps, out):
     trajectories = run_paths(plan, steps, progress=runs.progress_enabled(args.no_progress))
     for t in trajectories:
         if t.status:
@@ -397,5 +397,4 @@ def run(args):
     if args.book:
         for path in runs.save_figure(plot_book(trajectories), out, "book", svg=args.svg):
             runs.wrote(path, "the textbook's 2x2 figure (one optimizer per panel)")
-    runs.update_settings(out, status="complete")
     return trajectories

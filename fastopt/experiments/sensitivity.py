@@ -327,13 +327,14 @@ def plot_sensitivity(plan, points, title=None):
 
 def run(args):
     """The ``sensitivity`` command (``args`` from ``add_parser``'s parser); the Points."""
-    from tqdm.auto import tqdm
-
     plan = check_args(args)
-    progress = runs.progress_enabled(args.no_progress)
-    out = runs.make_out_dir(args.out, "sensitivity")
-    args._out_dir = str(out)  # for the Ctrl-C message
-    resolved = {
+    with runs.command_frame(args, "sensitivity", resolved=_resolved(plan)) as frame:
+        return _run(args, plan, frame.out)
+
+
+def _resolved(plan):
+    """The settings.json record of what the arguments resolved to."""
+    return {
         "network": training.network(plan.data, plan.hidden),
         "activation": "relu", "init": "he_normal",
         "lrs": plan.lrs.tolist(),
@@ -345,9 +346,12 @@ def run(args):
         "data": {"name": plan.data.name, "train": plan.data.n_train,
                  "test": plan.data.n_test},
     }
-    runs.wrote(runs.write_settings(out, "sensitivity", vars(args),
-                                   getattr(args, "_argv", None), resolved),
-               "the exact settings of this run")
+
+
+def _run(args, plan, out):
+    from tqdm.auto import tqdm
+
+    progress = runs.progress_enabled(args.no_progress)
     jobs = [(c, lr, seed) for c in plan.configs for lr in plan.lrs for seed in plan.seeds]
     budget = (f"{plan.steps} steps" if plan.steps is not None
               else f"{plan.seconds:g} s of training")
@@ -373,7 +377,6 @@ def run(args):
     for fig_path in runs.save_figure(plot_sensitivity(plan, points), out, "sensitivity",
                                      svg=args.svg):
         runs.wrote(fig_path, "final test loss and accuracy vs learning rate")
-    runs.update_settings(out, status="complete")
     print()
     print(best_table(plan, points))
     return points

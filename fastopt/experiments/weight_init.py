@@ -310,17 +310,20 @@ def check_args(args):
 def run(args):
     """The ``init`` command (``args`` from ``add_parser``'s parser)."""
     activations, inits, train_inits, data = check_args(args)
-    progress = runs.progress_enabled(args.no_progress)
-    out = runs.make_out_dir(args.out, "init")
-    args._out_dir = str(out)  # for the Ctrl-C message
     resolved = {"inits": dict(inits), "train_inits": dict(train_inits),
                 "network": ([data.n_features, *HIDDEN, data.n_classes] if data else None),
                 "batches": "drawn with replacement (the textbook's np.random.choice)",
                 "eval_every": max(1, args.steps // 100)}
-    runs.wrote(runs.write_settings(out, "init", vars(args), getattr(args, "_argv", None),
-                                   resolved), "the exact settings of this run")
-    runs.use_agg()
+    with runs.command_frame(args, "init", resolved=resolved) as frame:
+        runs.use_agg()
+        _histograms(args, activations, inits, frame.out)
+        if train_inits:
+            _training(args, train_inits, data, frame.out)
+    return frame.out
 
+
+def _histograms(args, activations, inits, out):
+    """Activation histograms and statistics for every activation x initialisation."""
     results, rows = run_histograms(activations, inits, args.samples, args.units, args.layers,
                                    args.seed)
     path = out / "activation_stats.csv"
@@ -330,29 +333,29 @@ def run(args):
         fig = plot_activation_histograms(activation, results[activation], bins=args.bins)
         for p in runs.save_figure(fig, out, f"activations_{activation}", svg=args.svg):
             runs.wrote(p, f"{activation} histograms, rows = weight init, columns = layers")
-    del results
 
-    if train_inits:
-        curves = []
-        for i, (label, spec) in enumerate(train_inits, 1):
-            print(f"training with {label} ({i}/{len(train_inits)}): {args.steps} SGD steps on "
-                  f"{args.dataset}", flush=True)
-            history, note = train_one(data, spec, args.steps, args.lr, args.batch_size,
-                                      args.seed, progress)
-            if note:
-                print(f"note: {label}: {note}; the curve stops there")
-            path = history.to_csv(out / f"train_{_slug(label)}.csv")
-            last = history.records[-1]
-            runs.wrote(path, f"{label}: {len(history)} records, final test accuracy "
-                             f"{last['test_accuracy']:.3f}")
-            curves.append((label, history, note))
-        sizes = "-".join(str(s) for s in (data.n_features, *HIDDEN, data.n_classes))
-        fig = plot_training(curves, f"ReLU MLP {sizes} on {args.dataset}, SGD lr {args.lr:g}, "
-                                    f"batch {args.batch_size}")
-        for p in runs.save_figure(fig, out, "training", svg=args.svg):
-            runs.wrote(p, "training loss (log scale) and test accuracy per initialisation")
-    runs.update_settings(out, status="complete")
-    return out
+
+def _training(args, train_inits, data, out):
+    """The training curves of the textbook network for each initialisation."""
+    progress = runs.progress_enabled(args.no_progress)
+    curves = []
+    for i, (label, spec) in enumerate(train_inits, 1):
+        print(f"training with {label} ({i}/{len(train_inits)}): {args.steps} SGD steps on "
+              f"{args.dataset}", flush=True)
+        history, note = train_one(data, spec, args.steps, args.lr, args.batch_size,
+                                  args.seed, progress)
+        if note:
+            print(f"note: {label}: {note}; the curve stops there")
+        path = history.to_csv(out / f"train_{_slug(label)}.csv")
+        last = history.records[-1]
+        runs.wrote(path, f"{label}: {len(history)} records, final test accuracy "
+                         f"{last['test_accuracy']:.3f}")
+        curves.append((label, history, note))
+    sizes = "-".join(str(s) for s in (data.n_features, *HIDDEN, data.n_classes))
+    fig = plot_training(curves, f"ReLU MLP {sizes} on {args.dataset}, SGD lr {args.lr:g}, "
+                                f"batch {args.batch_size}")
+    for p in runs.save_figure(fig, out, "training", svg=args.svg):
+        runs.wrote(p, "training loss (log scale) and test accuracy per initialisation")
 
 
 def _write_rows(rows, path):
