@@ -22,8 +22,8 @@ from .common import (DTYPES, OPTIMIZERS, SIZES, TARGETS, TORCH_FUSED, TORCH_NAME
 
 missing = sorted(set(optim.OPTIMIZERS) - set(OPTIMIZERS))
 if missing:
-    raise RuntimeError(f"optimizers without a benchmark: {missing}; add them to "
-                       "fastopt/bench/definitions.py FACTS")
+    raise RuntimeError(f"optimizers without a benchmark: {missing}; they come from the "
+                       "optimizer catalogue (fastopt.optim.catalogue)")
 
 _ARRAYS = {}  # (n, dtype) -> (p, g): asv may run setup before every sample
 

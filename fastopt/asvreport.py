@@ -561,17 +561,24 @@ def figures(tables):
 
 def run(args):
     """``fastopt bench asv-report``: print the tables, write CSV and PNG files into --out."""
-    import datetime
-
     from . import runs
 
     runs.check_out(args.out)
     selection = select(args.results, args.machine, args.commit)
     report = build_tables(selection.entries)
-    out = runs.make_out_dir(args.out, "bench-asv-report")
-    args._out_dir = str(out)
     resolved = dict(machine=selection.machine, commit=selection.commit, files=selection.files)
-    runs.write_settings(out, "bench asv-report", vars(args), args._argv, resolved=resolved)
+    with runs.command_frame(args, "bench asv-report", resolved=resolved,
+                            announce=False) as frame:
+        _print_and_write(selection, report, frame.out, args.svg)
+    return report
+
+
+def _print_and_write(selection, report, out, svg):
+    """The report on stdout, a CSV per table and the figures, into ``out``."""
+    import datetime
+
+    from . import runs
+
     when = ""
     if selection.date:
         date = datetime.datetime.fromtimestamp(selection.date / 1000, datetime.timezone.utc)
@@ -590,8 +597,6 @@ def run(args):
     if figs:
         runs.use_agg()
         for stem, fig in figs:
-            for path in runs.save_figure(fig, out, stem, svg=args.svg):
+            for path in runs.save_figure(fig, out, stem, svg=svg):
                 runs.wrote(path, "time per step" if "update" in stem else
                            "time per call versus batch size")
-    runs.update_settings(out, status="complete")
-    return report

@@ -31,21 +31,17 @@ def _run(args, what, measure, columns, headers, title=None):
     from .. import runs, tables
 
     runs.check_common_arguments(args)
-    out = runs.make_out_dir(args.out, f"bench-{what}")
-    args._out_dir = str(out)
-    runs.wrote(runs.write_settings(out, f"bench {what}", vars(args), args._argv),
-               "the exact settings of this run")
-    rows, notes = measure(progress=runs.progress_enabled(args.no_progress))
-    if title:
-        print(title)
-    print(tables.format_table(rows, columns, headers, cell=tables.short, first_left=False,
-                              strip=False))
-    for note in notes:
-        print(f"note: {note}")
-    for path in filter(None, [out / f"{what}.csv", args.csv]):
-        tables.write_csv(rows, path)
-        runs.wrote(path, "one row per measurement")
-    runs.update_settings(out, status="complete")
+    with runs.command_frame(args, f"bench {what}") as frame:
+        rows, notes = measure(progress=runs.progress_enabled(args.no_progress))
+        if title:
+            print(title)
+        print(tables.format_table(rows, columns, headers, cell=tables.short,
+                                  first_left=False, strip=False))
+        for note in notes:
+            print(f"note: {note}")
+        for path in filter(None, [frame.out / f"{what}.csv", args.csv]):
+            tables.write_csv(rows, path)
+            runs.wrote(path, "one row per measurement")
 
 
 def _cmd_update(args):

@@ -3,8 +3,9 @@
 ``fastopt bench ...`` (quick tables in one process, fastopt.bench) and the asv suite in
 benchmarks/ (tracking across commits) time the same things, built here:
 
-- the per-optimizer facts a benchmark needs (``FACTS``: torch.optim name, whether torch
-  has ``fused=True`` for it, the hyperparameters it is benchmarked with);
+- the per-optimizer facts a benchmark needs (torch.optim name, whether torch has
+  ``fused=True`` for it, the hyperparameters it is benchmarked with), read from the
+  optimizer catalogue (``fastopt.optim.catalogue``);
 - the peers of an optimizer step: fastopt's own (``fastopt_step``), the NumPy reference
   (``numpy_step``) and torch.optim in its variants (``torch_step``);
 - the MLP: the seeds' network (``NETWORK``), fastopt's model and optimizer
@@ -22,34 +23,17 @@ what to do when it is missing.
 
 from typing import NamedTuple
 
-
-class Facts(NamedTuple):
-    """What the benchmarks need to know about one optimizer."""
-
-    torch_name: object  # the torch.optim class name, None when torch has no such optimizer
-    torch_fused: bool  # whether torch.optim has fused=True for it
-    hyper: dict  # keyword arguments it is benchmarked with (fastopt and its peers alike)
+from ..optim import catalogue
 
 
-#: one row per optimizer of fastopt.optim (the asv grid's order): the defaults, plus momentum
-#: for SGD so that SGD carries state like its peers. Lion is not in torch.
-FACTS = {
-    "sgd": Facts("SGD", True, {"lr": 1e-3, "momentum": 0.9}),
-    "adagrad": Facts("Adagrad", True, {}),
-    "rmsprop": Facts("RMSprop", False, {}),
-    "adam": Facts("Adam", True, {}),
-    "adamw": Facts("AdamW", True, {}),
-    "adadelta": Facts("Adadelta", False, {}),
-    "adamax": Facts("Adamax", False, {}),
-    "nadam": Facts("NAdam", False, {}),
-    "radam": Facts("RAdam", False, {}),
-    "lion": Facts(None, False, {}),
-}
-
-OPTIMIZERS = tuple(FACTS)
-TORCH_NAMES = {name: f.torch_name for name, f in FACTS.items() if f.torch_name}
-TORCH_FUSED = {name for name, f in FACTS.items() if f.torch_fused}
-BENCH_HYPER = {name: f.hyper for name, f in FACTS.items() if f.hyper}
+#: the optimizers of fastopt.optim in the asv grid's order, and what the benchmarks need to
+#: know about each (torch.optim name, whether torch has fused=True for it, the
+#: hyperparameters it is benchmarked with), all from the optimizer catalogue: each class
+#: states them (``Facts``) next to its code. Importing the catalogue loads no Numba.
+OPTIMIZERS = tuple(catalogue.facts())
+TORCH_NAMES = catalogue.torch_names()
+TORCH_FUSED = set(catalogue.torch_fused())
+BENCH_HYPER = catalogue.bench_hyper()
 
 
 def bench_hyper(name):

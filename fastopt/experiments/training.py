@@ -12,7 +12,6 @@ lists them.
 Nothing here imports numba or matplotlib at module level.
 """
 
-import csv
 import math
 import textwrap
 from typing import NamedTuple
@@ -20,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..optim import catalogue
+from .. import tables
 from ..tables import format_table  # noqa: F401  (the commands' plain-text tables)
 from . import optspec
 
@@ -294,15 +294,9 @@ def cell(value):
 
 
 def write_rows(rows, columns, path):
-    """Write dict rows (missing keys and NaN as empty cells); returns the path."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(columns)
-        for r in rows:
-            w.writerow([cell(r.get(c)) for c in columns])
-    tmp.replace(path)  # a reader never sees half a file, even after Ctrl-C
-    return path
+    """Write dict rows (missing keys and NaN as empty cells), whole or not at all; returns
+    the path."""
+    return tables.write_csv(rows, path, columns, cell=cell)
 
 
 def fmt(value, spec=".3g", empty="-"):

@@ -27,7 +27,7 @@ import argparse
 
 import numpy as np
 
-from .. import runs
+from .. import runs, tables
 
 #: name -> (function, derivative from the output divided by its maximum, histogram range)
 ACTIVATIONS = {
@@ -359,11 +359,4 @@ def _training(args, train_inits, data, out):
 
 
 def _write_rows(rows, path):
-    import csv
-
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: repr(v) if isinstance(v, float) else v for k, v in r.items()})
-    return path
+    return tables.write_csv(rows, path, cell=lambda v: repr(v) if isinstance(v, float) else v)
