@@ -19,6 +19,7 @@ import csv
 import functools
 import math
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -197,11 +198,23 @@ def epoch_batches(n, batch_size, rng, drop_last=False, replacement=False):
 loss_and_grad = update = None
 
 
-def _run_chunk(losses, grads, ws, xb, yb, params, X, y, starts, index, net,
-               s0, s1, s2, hypers, flags):
-    """Steps k = 0..len(starts)-2: batch k is X[index[starts[k]:starts[k+1]]], updated
-    with the host scalars hypers[k], flags[k]. Returns the number of updates applied:
-    a non-finite loss stops the loop before its update (losses[k] holds it)."""
+def _run_chunk(losses, grads, ws, batch, params, data, order, net, plan):
+    """Steps k = 0..len(starts)-2 of one chunk, llm.c's argument order (outputs, inputs,
+    parameters, sizes) with the related arrays grouped in tuples (unpacked at compile
+    time: same machine code as separate arguments):
+
+    losses (k,), grads, ws (the workspace), batch = (xb, yb) row buffers of the largest
+    batch: outputs. data = (X, y), the training set; order = (starts, index): batch k is
+    X[index[starts[k]:starts[k+1]]]. params; net: the network description. plan = (s0,
+    s1, s2, hypers, flags): the optimizer's state slots and the step scalars of
+    ``Optimizer.plan_steps``, step k using hypers[k], flags[k].
+
+    Returns the number of updates applied: a non-finite loss stops the loop before its
+    update (losses[k] holds it)."""
+    xb, yb = batch
+    X, y = data
+    starts, index = order
+    s0, s1, s2, hypers, flags = plan
     for k in range(starts.size - 1):
         lo, hi = starts[k], starts[k + 1]
         nb = hi - lo
@@ -227,8 +240,103 @@ def _chunk_kernel(loss, activation, rule_name):
                    update=cpu.update_kernels(rule_name)[0])
 
 
+def _run_compiled(model, optimizer, X, y, batch, raise_plan_error=True):
+    """Run the mini-batches ``batch`` (index arrays) in one compiled call; returns (losses,
+    updates applied). If the optimizer cannot plan step j of the chunk (its lr schedule
+    failed), the j steps before it run and are committed, then the error is raised."""
+    net = model._net(True, min(len(b) for b in batch))  # checks before anything changes
+    plan = optimizer.plan_steps(len(batch))
+    batch = batch[:plan.count]
+    done = 0
+    losses = np.empty(len(batch))
+    if batch:
+        index = np.concatenate(batch)
+        starts = np.zeros(len(batch) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in batch], out=starts[1:])
+        nb = max(len(b) for b in batch)
+        ws = model._workspace(nb)
+        xb = np.empty((nb, X.shape[1]), dtype=model.dtype)
+        yb = np.empty((nb,) + y.shape[1:], dtype=y.dtype)
+        kernel = _chunk_kernel(model.loss, model.activation, plan.rule)
+        done = kernel(losses, model.grads, ws, (xb, yb), model.params, (X, y),
+                      (starts, index), net, (*plan.slots[0], plan.hypers[0], plan.flags[0]))
+        optimizer.commit_steps(plan, done)
+    if plan.error is not None and done == plan.count and raise_plan_error:
+        raise plan.error
+    return list(losses[:min(done + 1, len(batch))]), done
+
+
+def _run_device(model, optimizer, X, y, batch):
+    """Queue the mini-batches ``batch`` (index arrays) on the GPU; X, y are on the device.
+    Each step is planned and committed by the GPU train step (a failing lr schedule
+    raises there, after the steps before it were queued)."""
+    from numba import cuda
+
+    net = model._gpu
+    index = cuda.to_device(np.concatenate(batch))
+    losses = cuda.device_array(len(batch), model.dtype)
+    start = 0
+    try:
+        for k, idx in enumerate(batch):
+            plan = net.plan(len(idx))
+            xb, yb = net.gather(plan, X, y, index, start, len(idx))
+            net.train_step(xb, yb, optimizer, losses, k, plan)
+            start += len(idx)
+    finally:  # waits for the chunk; a batch rejected on the device raises here first
+        net.confirm()
+    values = losses.copy_to_host()
+    bad = np.flatnonzero(~np.isfinite(values))
+    done = int(bad[0]) if bad.size else len(batch)
+    return list(values[:min(done + 1, len(batch))]), done
+
+
+def _run_per_step(model, optimizer, X, y, batch):
+    """One ``model.train_step`` per mini-batch (dropout, or an optimizer that needs the
+    gradient norm); stops after a non-finite loss."""
+    losses = []
+    for idx in batch:
+        losses.append(model.train_step(X[idx], y[idx], optimizer))
+        if not math.isfinite(losses[-1]):
+            break
+    return losses, len(losses)
+
+
+def _warm_up(model, optimizer, X, y, batch_size, compiled):
+    """Compile the kernels fit will use on throwaway copies; returns the seconds spent."""
+    import copy
+
+    t0 = time.perf_counter()
+    if model.target == "cuda":  # one step, then parameters and optimizer state put back
+        saved = model.params.copy_to_host(), optimizer.state_dict()
+        nb = min(batch_size, X.shape[0])
+        _run_device(model, optimizer, X, y, [np.arange(nb)])
+        model.params.copy_to_device(saved[0])
+        optimizer.load_state_dict(saved[1])
+        model.evaluate(X[:nb], y.copy_to_host()[:nb])
+        return time.perf_counter() - t0
+    m, o = copy.deepcopy((model, optimizer))
+    nb = min(batch_size, X.shape[0])
+    if compiled:  # a schedule failing at a later step is fit's to report, not the warm-up's
+        _run_compiled(m, o, X, y, [np.arange(nb), np.arange(nb)], raise_plan_error=False)
+    else:
+        m.train_step(X[:nb], y[:nb], o)
+    m.evaluate(X[:nb], y[:nb])
+    return time.perf_counter() - t0
+
+
 # ---------------------------------------------------------------------------------------
-# fit
+# fit: argument checks, the chunk planner, the recorder, the loop
+
+
+class _Limits(NamedTuple):
+    """fit's sizes and stopping rules, checked and derived from its arguments."""
+
+    batch_size: int
+    steps_per_epoch: int
+    eval_every: int          # steps between evaluations
+    total: int | None        # steps to run (epochs and max_steps), None: time budget only
+    max_steps: int | None
+    time_budget: float | None  # training seconds
 
 
 def _split_data(data):
@@ -244,6 +352,118 @@ def _split_data(data):
     if len(parts) == 4:
         return parts
     raise ValueError(f"data must be (X, y) or (X, y, X_test, y_test), got {len(parts)} items")
+
+
+def _check_data(model, data):
+    """(X, y, X_test, y_test) checked against the model; the training set stands in for a
+    missing test set."""
+    X, y, X_test, y_test = _split_data(data)
+    X = model._check_X(np.asarray(X), "X")
+    y = model._check_y(y, X.shape[0], "y")
+    if X_test is None:
+        return X, y, X, y
+    X_test = model._check_X(np.asarray(X_test), "X_test")
+    return X, y, X_test, model._check_y(y_test, X_test.shape[0], "y_test")
+
+
+def _check_limits(model, n, batch_size, epochs, max_steps, time_budget, eval_every,
+                  drop_last, replacement):
+    """fit's integer and budget arguments for n training samples, checked before anything
+    changes; returns the _Limits."""
+    batch_size = _checks.integer("batch_size", n if batch_size is None else batch_size,
+                                 optional=True)
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must be between 1 and the number of training samples "
+                         f"({n}), got {batch_size}")
+    for name, value in (("epochs", epochs), ("max_steps", max_steps),
+                        ("eval_every", eval_every)):
+        _checks.count(name, value, optional=True)
+    if time_budget is not None:
+        time_budget = _checks.real("time_budget", time_budget, low=0.0, low_open=True)
+    if epochs is None and max_steps is None and time_budget is None:
+        epochs = 1
+    if model.batch_norm and (batch_size < 2 or (n % batch_size == 1 and not drop_last
+                                                 and not replacement)):
+        raise ValueError(f"batch norm needs at least 2 rows per batch: batch_size={batch_size} "
+                         f"with {n} samples leaves a batch of 1; change batch_size or pass "
+                         "drop_last=True")
+    steps_per_epoch = (n // batch_size if drop_last else math.ceil(n / batch_size))
+    if steps_per_epoch == 0:
+        raise ValueError("drop_last=True with batch_size > n leaves no batch")
+    total = None
+    if epochs is not None:
+        total = epochs * steps_per_epoch
+    if max_steps is not None:
+        total = max_steps if total is None else min(total, max_steps)
+    return _Limits(batch_size, steps_per_epoch, eval_every or steps_per_epoch, total,
+                   max_steps, time_budget)
+
+
+class _ChunkPlanner:
+    """The mini-batches of each compiled call: the steps until the next evaluation, the
+    end of the epoch's shuffled queue or the step limit, whichever comes first."""
+
+    def __init__(self, n, limits, seed, drop_last, replacement):
+        self.n = n
+        self.limits = limits
+        self.rng = np.random.default_rng(seed)
+        self.drop_last = drop_last
+        self.replacement = replacement
+        self.queue = []  # the rest of the current epoch's mini-batches
+
+    def stop_reason(self, steps, train_time):
+        """Why training ends before the next chunk ("" while it goes on)."""
+        lim = self.limits
+        if lim.total is not None and steps >= lim.total:
+            return "max_steps" if lim.max_steps == lim.total else "epochs"
+        if lim.time_budget is not None and train_time >= lim.time_budget:
+            return "time_budget"
+        return ""
+
+    def next_chunk(self, steps, train_time, per_step):
+        """Index arrays of the next chunk; ``per_step``: seconds per step so far, or None."""
+        lim = self.limits
+        if not self.queue:
+            self.queue = epoch_batches(self.n, lim.batch_size, self.rng, self.drop_last,
+                                       self.replacement)
+        chunk = min(lim.eval_every - steps % lim.eval_every, len(self.queue))
+        if lim.total is not None:
+            chunk = min(chunk, lim.total - steps)
+        if lim.time_budget is not None and per_step:
+            # keep the budget check frequent: about a quarter second of work per chunk
+            chunk = max(1, min(chunk, int(min(0.25, lim.time_budget - train_time) / per_step)))
+        batch, self.queue = self.queue[:chunk], self.queue[chunk:]
+        return batch
+
+    def evaluates_at(self, steps):
+        lim = self.limits
+        return steps % lim.eval_every == 0 or (lim.total is not None and steps >= lim.total)
+
+
+class _Recorder:
+    """The History of a fit: one record per evaluation, with the mean training loss of
+    the steps since the previous one; evaluation time counted apart."""
+
+    def __init__(self, model, optimizer, X_test, y_test, steps_per_epoch):
+        self.model, self.optimizer = model, optimizer
+        self.X_test, self.y_test = X_test, y_test
+        self.steps_per_epoch = steps_per_epoch
+        self.history = History()
+        self.losses = []  # training losses since the last record
+
+    def add(self, losses):
+        self.losses.extend(losses)
+
+    def record(self, steps, train_time):
+        t0 = time.perf_counter()
+        test_loss, test_acc = self.model.evaluate(self.X_test, self.y_test)
+        self.history.eval_time += time.perf_counter() - t0
+        rec = dict(step=steps, epoch=steps / self.steps_per_epoch, wall_time=train_time,
+                   train_loss=float(np.mean(self.losses)) if self.losses else float("nan"),
+                   test_loss=test_loss, test_accuracy=test_acc, lr=self.optimizer.lr)
+        self.history.append(**rec)
+        self.losses.clear()
+        return rec
 
 
 def fit(model, optimizer, data, batch_size=128, epochs=None, max_steps=None, time_budget=None,
@@ -268,218 +488,83 @@ def fit(model, optimizer, data, batch_size=128, epochs=None, max_steps=None, tim
     With a ``target="cuda"`` model, ``data`` (host arrays) is checked and copied to the
     device once. The losses of a chunk of steps (up to the next evaluation) are read when
     the chunk ends, so a divergence is reported at its first non-finite loss but the
-    parameters are those after the whole chunk.
+    parameters are those after the whole chunk. If the learning-rate schedule fails at
+    some step, the steps before it are applied and its error is raised.
     """
-    from tqdm.auto import tqdm
-
-    X, y, X_test, y_test = _split_data(data)
-    X = model._check_X(np.asarray(X), "X")
-    y = model._check_y(y, X.shape[0], "y")
-    if X_test is None:
-        X_test, y_test = X, y
-    else:
-        X_test = model._check_X(np.asarray(X_test), "X_test")
-        y_test = model._check_y(y_test, X_test.shape[0], "y_test")
+    X, y, X_test, y_test = _check_data(model, data)
     model._check_optimizer(optimizer)
     n = X.shape[0]
-    if batch_size is None:
-        batch_size = n
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise TypeError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-    if not 1 <= batch_size <= n:
-        raise ValueError(f"batch_size must be between 1 and the number of training samples "
-                         f"({n}), got {batch_size}")
-    for name, value in (("epochs", epochs), ("max_steps", max_steps),
-                        ("eval_every", eval_every)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
-    if time_budget is not None:
-        time_budget = _checks.real("time_budget", time_budget, low=0.0, low_open=True)
-    if epochs is None and max_steps is None and time_budget is None:
-        epochs = 1
-    if model.batch_norm and (batch_size < 2 or (n % batch_size == 1 and not drop_last
-                                                 and not replacement)):
-        raise ValueError(f"batch norm needs at least 2 rows per batch: batch_size={batch_size} "
-                         f"with {n} samples leaves a batch of 1; change batch_size or pass "
-                         "drop_last=True")
-    steps_per_epoch = (n // batch_size if drop_last else math.ceil(n / batch_size))
-    if steps_per_epoch == 0:
-        raise ValueError("drop_last=True with batch_size > n leaves no batch")
-    eval_every = eval_every or steps_per_epoch
-    total = None
-    if epochs is not None:
-        total = epochs * steps_per_epoch
-    if max_steps is not None:
-        total = max_steps if total is None else min(total, max_steps)
-
-    rng = np.random.default_rng(seed)
-    history = History()
+    limits = _check_limits(model, n, batch_size, epochs, max_steps, time_budget, eval_every,
+                           drop_last, replacement)
+    planner = _ChunkPlanner(n, limits, seed, drop_last, replacement)
     compiled = not (model.dropout > 0 or optimizer.skip_nonfinite
                     or optimizer.max_grad_norm is not None)
-    device = model.target == "cuda"
-    if device:  # once: the training set, and the test set for the evaluations
+    run = _run_compiled if compiled else _run_per_step
+    if model.target == "cuda":  # once: the training set, and the test set for evaluations
         same = X_test is X
         X, y = model._to_device(X, y)
         X_test = X if same else model._to_device(X_test)[0]
-    history.compile_time = _warm_up(model, optimizer, X, y, batch_size, compiled)
+        run = _run_device
+    recorder = _Recorder(model, optimizer, X_test, y_test, limits.steps_per_epoch)
+    recorder.history.compile_time = _warm_up(model, optimizer, X, y, limits.batch_size,
+                                             compiled)
     if early_stopping is not None:
         early_stopping.reset()
+    return _train(lambda batch: run(model, optimizer, X, y, batch), planner, recorder,
+                  early_stopping, reduce_lr, progress)
 
+
+def _train(run_chunk, planner, recorder, early_stopping, reduce_lr, progress):
+    """fit's loop: chunks of the planner's mini-batches run by ``run_chunk(batch) ->
+    (losses, updates applied)``, records, divergence and early stopping."""
+    from tqdm.auto import tqdm
+
+    model, optimizer, history = recorder.model, recorder.optimizer, recorder.history
     step0 = optimizer.steps
-    steps = 0
-    train_time = 0.0
-    pending = []  # training losses since the last record
-
-    def record():
-        t0 = time.perf_counter()
-        test_loss, test_acc = model.evaluate(X_test, y_test)
-        history.eval_time += time.perf_counter() - t0
-        rec = dict(step=steps, epoch=steps / steps_per_epoch, wall_time=train_time,
-                   train_loss=float(np.mean(pending)) if pending else float("nan"),
-                   test_loss=test_loss, test_accuracy=test_acc, lr=optimizer.lr)
-        history.append(**rec)
-        pending.clear()
-        return rec
-
-    per_step = None
-    record()
-    bar = tqdm(total=total, disable=not progress, unit="step", desc="fit", leave=False)
-    queue = []
+    steps, train_time, per_step = 0, 0.0, None
+    recorder.record(steps, train_time)
+    bar = tqdm(total=planner.limits.total, disable=not progress, unit="step", desc="fit",
+               leave=False)
     try:
         while True:
-            if total is not None and steps >= total:
-                history.stopped = "max_steps" if max_steps == total else "epochs"
+            stopped = planner.stop_reason(steps, train_time)
+            if stopped:
+                history.stopped = stopped
                 break
-            if time_budget is not None and train_time >= time_budget:
-                history.stopped = "time_budget"
-                break
-            if not queue:
-                queue = epoch_batches(n, batch_size, rng, drop_last, replacement)
-            # steps until the next evaluation, the end of the epoch's queue, or the end
-            chunk = min(eval_every - steps % eval_every, len(queue))
-            if total is not None:
-                chunk = min(chunk, total - steps)
-            if time_budget is not None and per_step:
-                # keep the budget check frequent: about a quarter second of work per chunk
-                chunk = max(1, min(chunk, int(min(0.25, time_budget - train_time) / per_step)))
-            batch, queue = queue[:chunk], queue[chunk:]
+            batch = planner.next_chunk(steps, train_time, per_step)
             t0 = time.perf_counter()
-            if device:
-                losses, done = _run_device(model, optimizer, X, y, batch)
-            elif compiled:
-                losses, done = _run_compiled(model, optimizer, X, y, batch)
-            else:
-                losses = []
-                for idx in batch:
-                    losses.append(model.train_step(X[idx], y[idx], optimizer))
-                    if not math.isfinite(losses[-1]):
-                        break
-                done = len(losses)
+            losses, done = run_chunk(batch)
             elapsed = time.perf_counter() - t0
             train_time += elapsed
             per_step = elapsed / max(done, 1)
             steps += done
             bar.update(done)
-            pending.extend(losses[:done])
+            recorder.add(losses[:done])
             if not math.isfinite(losses[-1]):
-                record()
+                recorder.record(steps, train_time)
                 raise TrainingDiverged(step0 + steps + (done < len(losses)), losses[-1],
                                        history)
-            if steps % eval_every == 0 or (total is not None and steps >= total):
-                rec = record()
+            if planner.evaluates_at(steps):
+                rec = recorder.record(steps, train_time)
                 bar.set_postfix(test_loss=f"{rec['test_loss']:.4f}",
                                 acc=f"{rec['test_accuracy']:.4f}")
                 if reduce_lr is not None:
                     reduce_lr.update(rec, optimizer)
                 if early_stopping is not None and early_stopping.update(rec, model.params):
                     history.stopped = "early_stopping"
-                    if early_stopping.restore_best and early_stopping.best_params is not None:
-                        if device:
-                            model.params.copy_to_device(early_stopping.best_params)
-                        else:
-                            model.params[:] = early_stopping.best_params
+                    _restore_best(model, early_stopping)
                     break
     finally:
         bar.close()
     if history.records[-1]["step"] != steps:
-        record()
+        recorder.record(steps, train_time)
     return history
 
 
-def _run_compiled(model, optimizer, X, y, batch):
-    """Run the mini-batches ``batch`` (index arrays) in one compiled call."""
-    optimizer._refresh_if_edited()
-    net = model._net(True, min(len(b) for b in batch))  # checks before anything changes
-    rule = optimizer.rule
-    saved_gstate = optimizer.group_state
-    hypers = np.empty((len(batch), len(rule.hyper)), dtype=model.dtype)
-    flags = np.empty((len(batch), len(rule.flags)), dtype=np.int64)
-    gstates = []
-    for k in range(len(batch)):
-        launches, gstate = optimizer._prepare()
-        hypers[k], flags[k] = optimizer._launch_args(launches, 0)
-        gstates.append(gstate)
-        optimizer._commit(gstate)  # the next step's scalars depend on this one
-    # rewind; committed again below, as far as the kernel got
-    optimizer._steps -= len(batch)
-    optimizer.group_state = saved_gstate
-    index = np.concatenate(batch)
-    starts = np.zeros(len(batch) + 1, dtype=np.int64)
-    np.cumsum([len(b) for b in batch], out=starts[1:])
-    nb = max(len(b) for b in batch)
-    ws = model._workspace(nb)
-    xb = np.empty((nb, X.shape[1]), dtype=model.dtype)
-    yb = np.empty((nb,) + y.shape[1:], dtype=y.dtype)
-    losses = np.empty(len(batch))
-    s0, s1, s2 = optimizer._flat_state[0]
-    kernel = _chunk_kernel(model.loss, model.activation, rule.name)
-    done = kernel(losses, model.grads, ws, xb, yb, model.params, X, y, starts, index, net,
-                  s0, s1, s2, hypers, flags)
-    for k in range(done):
-        optimizer._commit(gstates[k])
-    return list(losses[:min(done + 1, len(batch))]), done
-
-
-def _run_device(model, optimizer, X, y, batch):
-    """Queue the mini-batches ``batch`` (index arrays) on the GPU; X, y are on the device."""
-    from numba import cuda
-
-    optimizer._refresh_if_edited()
-    net = model._gpu
-    index = cuda.to_device(np.concatenate(batch))
-    losses = cuda.device_array(len(batch), model.dtype)
-    start = 0
-    for k, idx in enumerate(batch):
-        plan = net.plan(len(idx))
-        xb, yb = net.gather(plan, X, y, index, start, len(idx))
-        net.train_step(xb, yb, optimizer, losses, k, plan)
-        start += len(idx)
-    net.confirm()  # waits for the chunk
-    values = losses.copy_to_host()
-    bad = np.flatnonzero(~np.isfinite(values))
-    done = int(bad[0]) if bad.size else len(batch)
-    return list(values[:min(done + 1, len(batch))]), done
-
-
-def _warm_up(model, optimizer, X, y, batch_size, compiled):
-    """Compile the kernels fit will use on throwaway copies; returns the seconds spent."""
-    import copy
-
-    t0 = time.perf_counter()
-    if model.target == "cuda":  # one step, then parameters and optimizer state put back
-        saved = model.params.copy_to_host(), optimizer.state_dict()
-        nb = min(batch_size, X.shape[0])
-        _run_device(model, optimizer, X, y, [np.arange(nb)])
-        model.params.copy_to_device(saved[0])
-        optimizer.load_state_dict(saved[1])
-        model.evaluate(X[:nb], y.copy_to_host()[:nb])
-        return time.perf_counter() - t0
-    m, o = copy.deepcopy((model, optimizer))
-    nb = min(batch_size, X.shape[0])
-    if compiled:
-        _run_compiled(m, o, X, y, [np.arange(nb), np.arange(nb)])
-    else:
-        m.train_step(X[:nb], y[:nb], o)
-    m.evaluate(X[:nb], y[:nb])
-    return time.perf_counter() - t0
+def _restore_best(model, early_stopping):
+    """The parameters of the best evaluation back in the model, if they were kept."""
+    if early_stopping.restore_best and early_stopping.best_params is not None:
+        if model.target == "cuda":
+            model.params.copy_to_device(early_stopping.best_params)
+        else:
+            model.params[:] = early_stopping.best_params

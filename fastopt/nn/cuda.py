@@ -411,7 +411,7 @@ class DeviceNet:
         # status word: [bad X, bad y, sequence number of the failing step]
         self.status = c.to_device(np.zeros(3, dtype=np.int64))
         self.seq = 0
-        self.pending = []  # (seq, optimizer, steps, group_state) of unconfirmed steps
+        self.pending = []  # (seq, optimizer, plan) of unconfirmed steps (None, None: no update)
         self.scratch_loss = c.device_array(1, self.dtype)
         self.dummy_bias = c.device_array(1, self.dtype)
         # one-element loss buffers handed out by train_step and taken back when their
@@ -445,9 +445,9 @@ class DeviceNet:
             return
         failed = int(word[2])
         first = next((p for p in self.pending if p[0] == failed), None)
-        for seq, opt, steps, gstate in reversed(self.pending):
-            if seq >= failed:
-                opt._steps, opt.group_state = steps, gstate
+        for seq, opt, plan in reversed(self.pending):  # back to before the failed step
+            if seq >= failed and plan is not None:
+                opt.revert_steps(plan)
         self.pending.clear()
         self.status.copy_to_device(np.zeros(3, dtype=np.int64))
         what = ("X contains NaN or inf" if word[0] else
@@ -532,7 +532,7 @@ class DeviceNet:
         """Loss (a float: synchronises) of device rows X, y; fills model.grads."""
         plan = self.plan(X.shape[0])
         self._check(X, y)
-        self.pending.append((self.seq, _NoOptimizer, 0, None))
+        self.pending.append((self.seq, None, None))
         self._loss_and_grad(plan, X, y, self.scratch_loss, 0)
         self.confirm()
         return float(self.scratch_loss.copy_to_host()[0])
@@ -543,20 +543,23 @@ class DeviceNet:
         if optimizer.skip_nonfinite or optimizer.max_grad_norm is not None:
             # the update needs the gradient norm on the host: check, gradients, norm, step
             self._check(X, y)
-            self.pending.append((self.seq, _NoOptimizer, 0, None))
+            self.pending.append((self.seq, None, None))
             self._loss_and_grad(plan, X, y, losses, slot)
             self.confirm()
             optimizer.step(self.model.grads)
             return
-        launches, gstates = optimizer._prepare()
-        hyper, flags = optimizer._launch_args(launches, 0)
-        s0, s1, s2 = optimizer._flat_state[0]
+        step = optimizer.plan_steps(1)
+        if step.error is not None:
+            raise step.error
         self._check(X, y)
         self._loss_and_grad(plan, X, y, losses, slot)
-        gpu.update(optimizer.rule.name, optimizer._flat[0], gpu.flat(self.model.grads),
-                   s0, s1, s2, hyper, flags, status=self.status)
-        self.pending.append((self.seq, optimizer, optimizer._steps, optimizer.group_state))
-        optimizer._commit(gstates)
+        # gated on the status word: a no-op if this batch (or an earlier one) was rejected
+        gpu.update(step.rule, step.params[0], gpu.flat(self.model.grads), *step.slots[0],
+                   step.hypers[0][0], step.flags[0][0], status=self.status)
+        # committed now, so that the next step's scalars follow this one; confirm reverts
+        # it if the device turns out to have rejected the batch
+        optimizer.commit_steps(step, 1)
+        self.pending.append((self.seq, optimizer, step))
         if len(self.pending) > 100_000:  # bounded bookkeeping: confirm now and then
             self.confirm()
 
@@ -567,13 +570,6 @@ class DeviceNet:
         name = "gather_items" if yb.ndim == 1 else "gather_rows"
         simple_kernel(name, self.dtype)[_grid1(yb.size)](yb, yd, index, start)
         return xb, yb
-
-
-class _NoOptimizer:
-    """Placeholder in the pending list for loss_and_grad (nothing to undo)."""
-
-    _steps = 0
-    group_state = None
 
 
 class DeviceLoss:

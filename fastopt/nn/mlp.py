@@ -395,7 +395,8 @@ class MLP:
         return total / n, (hits / n if self.loss == "cross_entropy" else float("nan"))
 
     def _check_optimizer(self, optimizer):
-        arrays = getattr(optimizer, "_params", None)
+        groups = getattr(optimizer, "param_groups", None)
+        arrays = None if groups is None else [p for g in groups for p in g["params"]]
         if arrays is None or len(arrays) != 1 or arrays[0] is not self.params:
             raise ValueError("the optimizer must be built on model.params (one flat array), "
                              "e.g. optim.Adam(model.params, lr=1e-3)")
@@ -410,7 +411,6 @@ class MLP:
         by ``optimizer.step(model.grads)`` (two calls, same numbers).
         """
         self._check_optimizer(optimizer)
-        optimizer._refresh_if_edited()
         if self._gpu is not None:
             return self._train_step_device(X, y, optimizer)
         if optimizer.skip_nonfinite or optimizer.max_grad_norm is not None:
@@ -421,24 +421,24 @@ class MLP:
             return loss
         X = self._check_X(X, values=False)  # values are checked inside the kernel
         y = self._check_y(y, X.shape[0], values=False)
-        self._net(True, X.shape[0])  # checks the batch size before anything changes
-        launches, gstates = optimizer._prepare()
-        hyper, flags = optimizer._launch_args(launches, 0)
-        s0, s1, s2 = optimizer._flat_state[0]
         n = X.shape[0]
-        net = self._net(True, n)
+        net = self._net(True, n)  # checks the batch size before anything changes
+        plan = optimizer.plan_steps(1)
+        if plan.error is not None:
+            raise plan.error
+        s0, s1, s2 = plan.slots[0]
         ws = self._workspace(n)
         if self.dropout > 0:
             self._draw_masks(ws[3], n)
-        kernel = _train_step_kernel(self.loss, self.activation, optimizer.rule.name)
-        status, loss = kernel(self.grads, ws, self.params, X, y, net, s0, s1, s2, hyper,
-                              flags)
+        kernel = _train_step_kernel(self.loss, self.activation, plan.rule)
+        status, loss = kernel(self.grads, ws, self.params, X, y, net, s0, s1, s2,
+                              plan.hypers[0][0], plan.flags[0][0])
         if status:  # nothing changed; the full checks say what is wrong
             self._check_X(X)
             self._check_y(y, X.shape[0])
             raise AssertionError(f"train_step kernel rejected the batch (status {status}) "
                                  "but the input checks passed")
-        optimizer._commit(gstates)
+        optimizer.commit_steps(plan, 1)
         return loss
 
     def _train_step_device(self, X, y, optimizer):

@@ -5,6 +5,11 @@ them once for the total norm (fused clipping, non-finite check), (3) computes ev
 that is the same for all elements (learning rate from the schedule, bias corrections) in
 float64 and casts it to each array's dtype, then (4) launches one fused kernel per array.
 Nothing is modified until every check has passed.
+
+A loop that launches the update kernels itself (fit's compiled chunks, ``MLP.train_step``,
+the GPU train step) drives the optimizer through the public step protocol, which ``step``
+uses too: ``plan_steps(k)`` computes the scalars of k steps into a ``StepPlan`` without
+changing anything, ``commit_steps(plan, n)`` records the n steps the loop applied.
 """
 
 import math
@@ -49,6 +54,46 @@ HYPER_CHECKS = {
     "centered": _checks.flag,
     "decoupled_weight_decay": _checks.flag,
 }
+
+
+class StepPlan:
+    """The host side of up to k optimizer steps, made by ``Optimizer.plan_steps(k)``.
+
+    Per parameter array i, in the order of ``param_groups`` (a model's flat buffer is
+    array 0):
+
+    - ``params[i]``: 1-D view of the parameter, updated in place by the loop's kernel.
+    - ``slots[i]``: (s0, s1, s2), 1-D views of its state arrays in the order of the rule's
+      state names, None for slots this configuration does not use.
+    - ``hypers[i]``: (count, H) table in the parameter's dtype; row j holds step j's
+      scalars ordered as ``fastopt.kernels.rules.RULES[rule].hyper``.
+    - ``flags[i]``: (count, F) int64 table; row j ordered as ``RULES[rule].flags``.
+
+    ``rule`` names the update kernel, ``count`` is the number of steps planned (k, or
+    fewer when ``error`` holds the exception that stopped planning at step ``count``).
+    Arrays of one parameter group and dtype share their tables.
+    """
+
+    __slots__ = ("rule", "params", "slots", "hypers", "flags", "count", "error",
+                 "_owner", "_start", "_start_state", "_group_states")
+
+    def __init__(self, owner, rule, params, slots, hypers, flags, group_states, error):
+        self.rule = rule
+        self.params = params
+        self.slots = slots
+        self.hypers = hypers
+        self.flags = flags
+        self.count = len(group_states)
+        self.error = error
+        self._owner = owner
+        self._start = owner._steps  # the optimizer's steps when planned
+        self._start_state = owner.group_state
+        self._group_states = group_states  # group states after each planned step
+
+    def __repr__(self):
+        failed = "" if self.error is None else f", error={self.error!r}"
+        return (f"StepPlan({self.rule!r}, {self.count} steps from step {self._start}, "
+                f"{len(self.params)} arrays{failed})")
 
 
 class Optimizer:
@@ -310,50 +355,149 @@ class Optimizer:
             if self.max_grad_norm is not None:
                 clip_coef = clip_coefficient(self.last_grad_norm, self.max_grad_norm)
 
-        launches, new_gstates = self._prepare(clip_coef)
-        name = self.rule.name
+        # the same protocol a compiled training loop uses, with a plan of one step
+        plan = self._plan(1, clip_coef, reuse=True)
+        if plan.error is not None:
+            raise plan.error
         update = gpu.update if self.device else cpu.update
-        for i, (p, g) in enumerate(zip(self._flat, flat_grads)):
-            h, fvals = self._launch_args(launches, i)
-            s0, s1, s2 = self._flat_state[i]
-            update(name, p, g, s0, s1, s2, h, fvals)
-        self._commit(new_gstates)
+        for p, g, (s0, s1, s2), h, f in zip(plan.params, flat_grads, plan.slots, plan.hypers,
+                                            plan.flags):
+            update(plan.rule, p, g, s0, s1, s2, h[0], f[0])
+        self.commit_steps(plan, 1)
         return True
 
-    def _prepare(self, clip_coef=1.0):
-        """Host scalars of the next step for every group; raises (changing nothing) on a bad
-        learning rate. Returns (launches, new group states) for ``_launch_args``/``_commit``."""
-        t = self._steps + 1
-        launches = []
-        new_gstates = []
-        for gi, group in enumerate(self.param_groups):
-            lr = self._lr_value(group, self._steps, gi)
-            hyper, flags, gstate = self._host_scalars(group, lr, t, self.group_state[gi])
-            hyper["gscale"] = -clip_coef if group.get("maximize", False) else clip_coef
-            new_gstates.append(gstate)
-            fkey = tuple([int(flags[k]) for k in self.rule.flags])
-            fvals = self._flags_cache.get(fkey)
-            if fvals is None:
-                fvals = self._flags_cache[fkey] = np.array(fkey, dtype=np.int64)
-            launches.append(([hyper[k] for k in self.rule.hyper], fvals, set()))
-        return launches, new_gstates
+    # -----------------------------------------------------------------------------------
+    # the step protocol: plan k steps, let a loop apply them, commit the ones it applied
 
-    def _launch_args(self, launches, i):
-        """(hyper array in the dtype of parameter i, flags array) for this step."""
-        p = self._flat[i]
-        gi = self._group_of[i]
-        hvals, fvals, filled = launches[gi]
-        h = self._hyper_buffers.get((gi, p.dtype))
-        if h is None:
-            h = self._hyper_buffers[(gi, p.dtype)] = np.empty(len(hvals), dtype=p.dtype)
-        if p.dtype not in filled:
-            h[:] = hvals  # host float64 -> parameter dtype, once per step
-            filled.add(p.dtype)
-        return h, fvals
+    def plan_steps(self, k):
+        """The host side of the next ``k`` steps, for a loop that applies the updates itself.
 
-    def _commit(self, new_gstates):
-        self.group_state = new_gstates
-        self._steps += 1
+        A compiled training loop (``fastopt.train.fit``, ``MLP.train_step``, the GPU train
+        step) calls the update kernel of ``plan.rule`` for step j of the plan on every
+        parameter array i as ``update(plan.params[i], grad_i, *plan.slots[i],
+        plan.hypers[i][j], plan.flags[i][j])`` and then reports how many steps it applied
+        with ``commit_steps(plan, n)``. Planning changes nothing (edits of
+        ``param_groups`` are validated first, as ``step`` does); the steps of a plan that
+        is not committed never happened.
+
+        If the learning rate (a schedule) or another host scalar fails at step j of the
+        plan, the plan holds the j good steps (``plan.count == j``) and the exception
+        (``plan.error``, with a note that names the step): run and commit those, then
+        raise it, and the optimizer ends exactly as after the last applied step.
+
+        Optimizers with ``max_grad_norm`` or ``skip_nonfinite`` need each step's gradient
+        norm on the host before its scalars exist: they refuse to plan (use ``step``).
+        """
+        k = _checks.count("k", k, low=0)
+        if self.max_grad_norm is not None or self.skip_nonfinite:
+            raise ValueError(f"plan_steps cannot plan steps of a {type(self).__name__} with "
+                             "max_grad_norm or skip_nonfinite: each step needs its gradient "
+                             "norm first; call optimizer.step(grads) once per step instead")
+        self._refresh_if_edited()
+        return self._plan(k, 1.0, reuse=False)
+
+    def commit_steps(self, plan, n):
+        """Record that the first ``n`` steps of ``plan`` (0 <= n <= plan.count) were
+        applied: ``steps`` grows by n and the group state becomes that after step n. A plan
+        is committed once, before the next plan is made; the rest of it is dropped."""
+        self._check_own_plan(plan)
+        if plan._start != self._steps:
+            raise ValueError(f"this plan starts at step {plan._start} but the optimizer is at "
+                             f"step {self._steps}: commit a plan once, right after running "
+                             "it, then plan the next steps")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not (
+                0 <= n <= plan.count):
+            raise ValueError(f"n must be an integer between 0 and plan.count ({plan.count}), "
+                             f"got {n!r}: the number of planned steps the loop applied")
+        if n:
+            self.group_state = plan._group_states[n - 1]
+            self._steps += int(n)
+
+    def revert_steps(self, plan):
+        """Undo ``commit_steps(plan, n)`` and every commit after it: ``steps`` and the group
+        state return to what they were when ``plan`` was made.
+
+        For a loop that commits before it learns whether its updates ran (the GPU train
+        step queues them behind a device status word and reads it later). Call it only if
+        none of those updates reached the parameters or the state; it does not touch them.
+        """
+        self._check_own_plan(plan)
+        if plan._start > self._steps:
+            raise ValueError(f"this plan starts at step {plan._start}, after the optimizer's "
+                             f"step {self._steps}: nothing of it was committed")
+        self._steps = plan._start
+        self.group_state = plan._start_state
+
+    def _check_own_plan(self, plan):
+        if not isinstance(plan, StepPlan) or plan._owner is not self:
+            raise TypeError("plan must come from this optimizer's plan_steps(k), got "
+                            f"{type(plan).__name__}")
+
+    def _plan(self, k, clip_coef, reuse):
+        """A StepPlan of up to k steps. ``reuse``: fill cached one-row tables (a plan of one
+        that ``step`` runs at once) instead of allocating new ones."""
+        rows, gstates, error = self._host_steps(k, clip_coef)
+        tables = {}  # (group, dtype) -> (hyper table, flags table), shared by its arrays
+        hypers, flags = [], []
+        for p, gi in zip(self._flat, self._group_of):
+            key = (gi, p.dtype)
+            pair = tables.get(key)
+            if pair is None:
+                pair = tables[key] = self._tables(rows, gi, p.dtype, reuse)
+            hypers.append(pair[0])
+            flags.append(pair[1])
+        return StepPlan(self, self.rule.name, tuple(self._flat), tuple(self._flat_state),
+                        tuple(hypers), tuple(flags), gstates, error)
+
+    def _host_steps(self, k, clip_coef):
+        """Host scalars of the next k steps, computed without storing anything.
+
+        Returns (rows, group states, error): rows[j][gi] = (hyper values in float64
+        ordered as ``rule.hyper``, flag tuple ordered as ``rule.flags``) of step j for
+        group gi; group states[j] the group states after step j; error None, or the
+        exception that stopped planning at step len(rows)."""
+        rows, gstates = [], []
+        gstate = self.group_state
+        t0 = self._steps
+        for j in range(k):
+            try:
+                row, new = [], []
+                for gi, group in enumerate(self.param_groups):
+                    lr = self._lr_value(group, t0 + j, gi)
+                    hyper, fl, gs = self._host_scalars(group, lr, t0 + j + 1, gstate[gi])
+                    hyper["gscale"] = -clip_coef if group.get("maximize", False) else clip_coef
+                    row.append(([hyper[n] for n in self.rule.hyper],
+                                tuple([int(fl[n]) for n in self.rule.flags])))
+                    new.append(gs)
+            except Exception as exc:  # the plan keeps the good steps; the loop raises it
+                exc.add_note(f"raised planning the optimizer's step {t0 + j} (counted from "
+                             f"0, the lr schedule's argument); the {j} step(s) planned "
+                             "before it are good")
+                return rows, gstates, exc
+            rows.append(row)
+            gstates.append(new)
+            gstate = new
+        return rows, gstates, None
+
+    def _tables(self, rows, gi, dtype, reuse):
+        """(count x H hyper table in ``dtype``, count x F int64 flags table) of group gi."""
+        hyper_names, flag_names = self.rule.hyper, self.rule.flags
+        if reuse and len(rows) == 1:
+            hvals, fkey = rows[0][gi]
+            h = self._hyper_buffers.get((gi, dtype))
+            if h is None:
+                h = self._hyper_buffers[(gi, dtype)] = np.empty((1, len(hyper_names)), dtype)
+            h[0] = hvals  # host float64 -> parameter dtype, once per step
+            f = self._flags_cache.get(fkey)
+            if f is None:
+                f = self._flags_cache[fkey] = np.array([fkey], dtype=np.int64)
+            return h, f
+        h = np.empty((len(rows), len(hyper_names)), dtype)
+        if rows:
+            h[:] = [r[gi][0] for r in rows]
+        f = np.array([r[gi][1] for r in rows], dtype=np.int64).reshape(len(rows),
+                                                                      len(flag_names))
+        return h, f
 
     def _refresh_if_edited(self):
         for gi, group in enumerate(self.param_groups):

@@ -23,7 +23,7 @@ def patterns():
     for name, conv, kw in CASES:
         for dtype in ("float32", "float64"):
             opt = optim.OPTIMIZERS[name](np.zeros(3, dtype), convention=conv, **kw)
-            state = tuple(s is not None for s in opt._flat_state[0])
+            state = tuple(s is not None for s in opt.plan_steps(0).slots[0])
             found.add((opt.rule.name, dtype, state))
     return sorted(found)
 

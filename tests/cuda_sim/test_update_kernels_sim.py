@@ -36,9 +36,8 @@ def prepared(case, dtype, rng):
     random_state(opt, ref, rng, dtype)
     g = rng.standard_normal(N).astype(dtype)
     g[::7] = 0
-    launches, _ = opt._prepare()
-    hyper, flags = opt._launch_args(launches, 0)
-    return opt, p, g, list(opt._flat_state[0]), hyper, flags
+    plan = opt.plan_steps(1)
+    return opt, p, g, list(plan.slots[0]), plan.hypers[0][0], plan.flags[0][0]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
