@@ -14,8 +14,11 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"optim", "schedules", "kernels", "config", "bench", "init", "datasets", "nn",
-               "train", "sweep"}
+#: the library: what a training script imports (``from fastopt import optim, nn, ...``)
+LIBRARY = ("optim", "schedules", "nn", "init", "datasets", "train", "kernels")
+#: the tooling around it, under its own names: the benchmark definitions and ``fastopt
+#: bench``, hyperparameter sweeps, the experiment commands, the configuration
+TOOLING = ("bench", "sweep", "experiments", "config")
 _FUNCTIONS = {
     "clip_grad_norm": "fastopt.clip",
     "clip_grad_value": "fastopt.clip",
@@ -23,11 +26,11 @@ _FUNCTIONS = {
     "load": "fastopt.checkpoint",
 }
 
-__all__ = sorted(_SUBMODULES | set(_FUNCTIONS) | {"__version__"})
+__all__ = [*LIBRARY, *_FUNCTIONS, "__version__"]
 
 
 def __getattr__(name):
-    if name in _SUBMODULES:
+    if name in LIBRARY or name in TOOLING:
         return importlib.import_module(f"fastopt.{name}")
     if name in _FUNCTIONS:
         return getattr(importlib.import_module(_FUNCTIONS[name]), name)
@@ -35,4 +38,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return __all__
+    return [*__all__, *TOOLING]
