@@ -17,12 +17,23 @@ import operator
 
 import numpy as np
 
-from .. import _checks
-from ..clip import clip_coefficient, global_norm
-from ..kernels import cpu
-from ..kernels import cuda as gpu
-from ..kernels.rules import RULES
+from .. import _checks, _lazy
 from ..schedules import as_schedule
+
+# Numba loads with the kernels, when the first optimizer is built: importing this module
+# (for the optimizer catalogue, e.g. a command's --help) stays light.
+cpu = _lazy.module("fastopt.kernels.cpu")
+gpu = _lazy.module("fastopt.kernels.cuda")
+_clip = _lazy.module("fastopt.clip")
+_registry = _lazy.module("fastopt.kernels.rules")
+
+
+def clip_coefficient(norm, max_norm):
+    return _clip.clip_coefficient(norm, max_norm)
+
+
+def global_norm(grads):
+    return _clip.global_norm(grads)
 
 CONVENTIONS = ("torch", "keras")
 
@@ -112,6 +123,7 @@ class Optimizer:
     """
 
     _rules = {}
+    _hyper_checks = {}  # name -> check, for hyperparameters that HYPER_CHECKS lacks
 
     def __init__(self, params, defaults, *, convention="torch", skip_nonfinite=False,
                  max_grad_norm=None):
@@ -120,7 +132,7 @@ class Optimizer:
             raise ValueError(f"convention must be {allowed} for {type(self).__name__}, "
                              f"got {convention!r}")
         self.convention = convention
-        self.rule = RULES[self._rules[convention]]
+        self.rule = _registry.RULES[self._rules[convention]]
         self.skip_nonfinite = _checks.flag("skip_nonfinite", skip_nonfinite)
         self.max_grad_norm = (None if max_grad_norm is None else
                               _checks.real("max_grad_norm", max_grad_norm, low=0.0,
@@ -153,6 +165,7 @@ class Optimizer:
         self._keys = [None] * len(self.param_groups)  # hyperparameters last validated
         for gi in range(len(self.param_groups)):
             self._refresh_group(gi)
+        self._check_scalar_names()
 
     # -----------------------------------------------------------------------------------
     # construction
@@ -245,8 +258,27 @@ class Optimizer:
         """Validate and normalise a group's hyperparameters in place (lr excluded)."""
         for key in self.defaults:
             if key != "lr":
-                group[key] = HYPER_CHECKS[key](key, group[key])
+                check = self._hyper_checks.get(key, HYPER_CHECKS.get(key))
+                if check is None:
+                    raise TypeError(f"{type(self).__name__} has no check for its hyperparameter "
+                                    f"{key!r}: add one to its _hyper_checks")
+                group[key] = check(key, group[key])
         self._check_combination(group)
+
+    def _check_scalar_names(self):
+        """The host side must fill exactly the names the rule reads (``UpdateRule.hyper`` and
+        ``.flags``, declared by the rule itself): a missing or extra name is a bug of the
+        optimizer class, refused when it is built instead of giving wrong numbers."""
+        want_h = set(self.rule.hyper) - {"gscale"}  # gscale: clip and maximize, set per step
+        for gi, group in enumerate(self.param_groups):
+            hyper, flags, _ = self._host_scalars(group, 0.0, 1, dict(self.group_state[gi]))
+            for what, got, want in (("hyperparameters", set(hyper), want_h),
+                                    ("flags", set(flags), set(self.rule.flags))):
+                if got != want:
+                    raise TypeError(
+                        f"{type(self).__name__}._host_scalars gives the {what} "
+                        f"{sorted(got)} but rule {self.rule.name!r} reads {sorted(want)} "
+                        f"(missing {sorted(want - got)}, extra {sorted(got - want)})")
 
     def _check_combination(self, group):
         """Hook: checks across hyperparameters."""
