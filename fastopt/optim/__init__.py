@@ -8,9 +8,10 @@
 True
 """
 
+from . import catalogue
 from .base import Optimizer
 from .optimizers import (OPTIMIZERS, SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Lion, NAdam,
                          RAdam, RMSprop)
 
-__all__ = ["Optimizer", "OPTIMIZERS", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adadelta",
+__all__ = ["Optimizer", "OPTIMIZERS", "catalogue", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adadelta",
            "Adamax", "NAdam", "RAdam", "Lion"]
