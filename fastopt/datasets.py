@@ -408,37 +408,64 @@ def from_arrays(X, y, X_test=None, y_test=None, test_fraction=0.2, seed=0, dtype
     (8, 2, 2, [1, 0])
     """
     dt = _dtype(dtype)
+    _check_name_and_seed(name, seed)
+    X = _features("X", X)
+    if len(X) == 0:
+        raise ValueError("X has no samples; each split needs at least one")
+    y = _labels("y", y, len(X))
+    X_te, y_te = _test_set(X, X_test, y_test)
+    if X_te is None:
+        test_fraction = _test_fraction(test_fraction)
+    n_classes = _n_classes([y] if y_te is None else [y, y_te], n_classes)
+    X, X_te = _cast(X, X_te, dt)
+    if X_te is None:
+        train_idx, test_idx = _split(y, test_fraction, np.random.default_rng(int(seed)))
+        X_tr, y_tr = X[train_idx], y[train_idx]
+        X_te, y_te = X[test_idx], y[test_idx]
+    else:
+        X_tr, y_tr = X, y
+    return Dataset(name, X_tr, np.array(y_tr, dtype=np.int64, copy=True), X_te,
+                   np.array(y_te, dtype=np.int64, copy=True), n_classes)
+
+
+def _check_name_and_seed(name, seed):
     if name is None or not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be a non-negative int, got {seed!r}")
     if seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed}")
-    X = _features("X", X)
-    if len(X) == 0:
-        raise ValueError("X has no samples; each split needs at least one")
-    y = _labels("y", y, len(X))
+
+
+def _test_set(X, X_test, y_test):
+    """The explicit test set ``(X_te, y_te)`` checked against ``X``; ``(None, None)`` when
+    neither is given (then ``X, y`` are split)."""
     if (X_test is None) != (y_test is None):
         raise ValueError("pass both X_test and y_test, or neither (then X, y are split with "
                          "test_fraction)")
-    if X_test is not None:
-        X_te = _features("X_test", X_test)
-        if X_te.shape[1] != X.shape[1]:
-            raise ValueError(f"X_test has {X_te.shape[1]} features but X has {X.shape[1]}; "
-                             "they must match")
-        if len(X_te) == 0:
-            raise ValueError("X_test has no samples; each split needs at least one")
-        y_te = _labels("y_test", y_test, len(X_te))
-        test_fraction = None
-    else:
-        if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real):
-            raise TypeError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}")
-        test_fraction = float(test_fraction)
-        if not 0.0 < test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-        X_te = y_te = None
+    if X_test is None:
+        return None, None
+    X_te = _features("X_test", X_test)
+    if X_te.shape[1] != X.shape[1]:
+        raise ValueError(f"X_test has {X_te.shape[1]} features but X has {X.shape[1]}; "
+                         "they must match")
+    if len(X_te) == 0:
+        raise ValueError("X_test has no samples; each split needs at least one")
+    return X_te, _labels("y_test", y_test, len(X_te))
 
-    labels = [y] if y_te is None else [y, y_te]
+
+def _test_fraction(test_fraction):
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real):
+        raise TypeError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}")
+    test_fraction = float(test_fraction)
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    return test_fraction
+
+
+def _n_classes(labels, n_classes):
+    """``n_classes`` checked against the label arrays ``[y]`` or ``[y, y_test]`` (default:
+    the largest label + 1)."""
     for lab_name, lab in zip(("y", "y_test"), labels):
         if len(lab) and lab.min() < 0:
             i = int(np.argmin(lab))
@@ -446,32 +473,31 @@ def from_arrays(X, y, X_test=None, y_test=None, test_fraction=0.2, seed=0, dtype
                              "map labels to 0..n_classes-1 first")
     top = max(int(lab.max()) for lab in labels)
     if n_classes is None:
-        n_classes = top + 1
-    else:
-        if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral):
-            raise TypeError(f"n_classes must be an int, got {n_classes!r}")
-        n_classes = int(n_classes)
-        if n_classes < 1:
-            raise ValueError(f"n_classes must be >= 1, got {n_classes}")
-        for lab_name, lab in zip(("y", "y_test"), labels):
-            if lab.max() >= n_classes:
-                i = int(np.argmax(lab))
-                raise ValueError(f"{lab_name}[{i}] = {lab[i]} is not a valid label for "
-                                 f"n_classes={n_classes} (labels must be in [0, {n_classes}))")
+        return top + 1
+    if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral):
+        raise TypeError(f"n_classes must be an int, got {n_classes!r}")
+    n_classes = int(n_classes)
+    if n_classes < 1:
+        raise ValueError(f"n_classes must be >= 1, got {n_classes}")
+    for lab_name, lab in zip(("y", "y_test"), labels):
+        if lab.max() >= n_classes:
+            i = int(np.argmax(lab))
+            raise ValueError(f"{lab_name}[{i}] = {lab[i]} is not a valid label for "
+                             f"n_classes={n_classes} (labels must be in [0, {n_classes}))")
+    return n_classes
 
-    # Cast before splitting, so that an overflow is reported at its position in X.
+
+def _cast(X, X_te, dt):
+    """Fresh copies of ``X`` (and ``X_te`` unless None) in ``dt``, checked for overflow.
+
+    The cast comes before the split, so that an overflow is reported at its position in X.
+    """
     why = f" after the cast to {dt} (the values are too large for {dt})"
     with np.errstate(over="ignore", invalid="ignore"):
         X = np.array(X, dtype=dt, copy=True)
         if X_te is not None:
             X_te = np.array(X_te, dtype=dt, copy=True)
     _finite("X", X, why)
-    if X_te is None:
-        train_idx, test_idx = _split(y, test_fraction, np.random.default_rng(int(seed)))
-        X_tr, y_tr = X[train_idx], y[train_idx]
-        X_te, y_te = X[test_idx], y[test_idx]
-    else:
+    if X_te is not None:
         _finite("X_test", X_te, why)
-        X_tr, y_tr = X, y
-    return Dataset(name, X_tr, np.array(y_tr, dtype=np.int64, copy=True), X_te,
-                   np.array(y_te, dtype=np.int64, copy=True), n_classes)
+    return X, X_te
