@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import runs
-from . import training
+from . import plots, training
 from .training import OPTIMIZERS
 
 DEFAULT_SECONDS = 5.0
@@ -77,6 +77,7 @@ class Plan(NamedTuple):
 
 
 def add_parser(sub):
+    # longer than a screen on purpose: the command's options read best as one flat list
     p = sub.add_parser(
         "compare", help="train one MLP with several optimizers and batch sizes; who wins, "
                         "versus wall time and versus steps",
@@ -281,17 +282,12 @@ def _accuracy_scale(ax):
 def _loss_scale(ax, top=None):
     """Log scale up to ``top`` with ticks written as plain numbers: 1-2-5 per decade,
     finer when the range is less than about a decade and a half."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
     ax.set_yscale("log")
     if top:
         ax.set_ylim(top=top)
     low, high = ax.get_ylim()
     fine = 0 < low and high / low < 30
-    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if fine
-                                          else (1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    plots.log_ticks(ax, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if fine else (1.0, 2.0, 5.0))
 
 
 def _legend_label(config, group, schedule=None):
@@ -308,6 +304,13 @@ def _legend_label(config, group, schedule=None):
     return label
 
 
+# the four panels, in the order of Figure.axes: (x column, y column, title)
+_PANELS = [("wall_time", "test_loss", "test loss vs training time"),
+          ("step", "test_loss", "test loss vs steps"),
+          ("wall_time", "test_accuracy", "test accuracy vs training time"),
+          ("step", "test_accuracy", "test accuracy vs steps")]
+
+
 def plot_comparison(plan, results, batch_size, title=None):
     """Test loss (log) and test accuracy versus training seconds and versus steps at one
     batch size; one line per optimizer (mean over seeds; shaded: min..max over seeds,
@@ -317,75 +320,83 @@ def plot_comparison(plan, results, batch_size, title=None):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(13.5, 9.0), layout="constrained")
-    (ax_lt, ax_ls), (ax_at, ax_as) = fig.subplots(2, 2)
-    panels = [(ax_lt, "wall_time", "test_loss"), (ax_ls, "step", "test_loss"),
-              (ax_at, "wall_time", "test_accuracy"), (ax_as, "step", "test_accuracy")]
-    # y ranges over the points after the first evaluation (step 0 is the untrained
-    # network: chance accuracy, loss ~2.3), so the part where optimizers differ fills
-    # the panels; the curves enter from outside
-    accuracy_low, accuracy_high, loss_high = 100.0, 0.0, 0.0
+    axes = fig.subplots(2, 2).ravel()
+    panels = [(ax, xcol, ycol) for ax, (xcol, ycol, _) in zip(axes, _PANELS)]
+    ranges = _Ranges()
     for i, config in enumerate(plan.configs):
         group = [r for r in results if r.label == config.label and r.batch_size == batch_size]
-        if not group:
-            continue
-        ok = [r.history for r in group if not r.diverged]
-        histories = ok or [r.history for r in group]
-        style = dict(color=f"C{i % 10}", ls="-" if i < 10 else "--",
-                     lw=max(2.6 - 0.2 * i, 1.2))  # a later line on top of an earlier one
-        label = _legend_label(config, group, plan.schedule)
-        for ax, xcol, ycol in panels:
-            x, mean, low, high = training.seed_band(histories, xcol, ycol)
-            scale = 100.0 if ycol == "test_accuracy" else 1.0
-            ax.plot(x, scale * mean, label=label, **style)
-            if len(histories) > 1:
-                ax.fill_between(x, scale * low, scale * high, color=style["color"],
-                                alpha=0.18, lw=0)
-            if not ok and len(x):
-                ax.scatter(x[-1:], scale * mean[-1:], marker="x", s=70, color=style["color"],
-                           linewidths=2, zorder=5)
-            later = x > 0
-            if later.any() and ycol == "test_accuracy":
-                accuracy_low = min(accuracy_low, float(np.min(scale * low[later])))
-                accuracy_high = max(accuracy_high, float(np.max(scale * high[later])))
-            elif later.any():
-                loss_high = max(loss_high, float(np.max(high[later])))
-    seeds = len(plan.seeds)
+        if group:
+            _draw_optimizer(panels, i, config, group, plan.schedule, ranges)
     for ax, xcol, ycol in panels:
-        ax.grid(True, which="both", alpha=0.3)
-        ax.set_xlabel("training time (s; evaluation and compilation not counted)"
-                      if xcol == "wall_time" else "step (mini-batch updates)")
-        ax.set_xlim(left=0)
-        if ycol == "test_loss":
-            _loss_scale(ax, loss_high * 1.25)
-            ax.set_ylabel("test loss (cross-entropy, log scale)")
-        else:
-            _accuracy_scale(ax)
-            # top: a bit above the best accuracy seen (or the target)
-            top = 100.0 - max(100.0 - max(accuracy_high, 100 * plan.target_accuracy),
-                              0.02) / 1.4
-            bottom = 100.0 - 1.25 * (100.0 - min(accuracy_low, 100 * plan.target_accuracy))
-            ax.set_ylim(max(0.0, bottom), top)
-            ax.axhline(100 * plan.target_accuracy, color="0.3", ls=":", lw=1.2,
-                       label="_target")
-            ax.text(0.995, 100 * plan.target_accuracy, f"target {100 * plan.target_accuracy:g}%",
-                    transform=ax.get_yaxis_transform(), ha="right", va="top",
-                    fontsize="small", color="0.3")
-            ax.set_ylabel("test accuracy (%; spacing log(100 - accuracy))")
-    budget = (f"{plan.seconds:g} s of training" if plan.epochs is None
-              else f"{plan.epochs} epoch{'s' if plan.epochs > 1 else ''}")
-    ax_lt.set_title("test loss vs training time")
-    ax_ls.set_title("test loss vs steps")
-    ax_at.set_title("test accuracy vs training time")
-    ax_as.set_title("test accuracy vs steps")
-    handles, labels = ax_lt.get_legend_handles_labels()
+        _setup_panel(ax, xcol, ycol, plan.target_accuracy, ranges)
+    for ax, (_, _, panel_title) in zip(axes, _PANELS):
+        ax.set_title(panel_title)
+    handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)),
                title="optimizer", fontsize="small")
-    seeds_text = training.seeds_text(plan.seeds)
-    fig.suptitle(title or (
-        f"ReLU MLP {training.network_text(plan.data, plan.hidden)} on {plan.data.name}, batch "
-        f"{batch_size}, {budget} per run, {seeds_text}"
-        + (f"\nschedule {plan.schedule}" if plan.schedule else "")))
+    fig.suptitle(title or _suptitle(plan, batch_size))
     return fig
+
+
+class _Ranges:
+    """The y ranges of the points after the first evaluation (step 0 is the untrained
+    network: chance accuracy, loss ~2.3), so that the part where optimizers differ fills
+    the panels; the curves enter from outside."""
+
+    def __init__(self):
+        self.accuracy_low, self.accuracy_high, self.loss_high = 100.0, 0.0, 0.0
+
+
+def _draw_optimizer(panels, i, config, group, schedule, ranges):
+    """The ``i``-th optimizer's curves (runs ``group``) on every panel; widens ``ranges``."""
+    ok = [r.history for r in group if not r.diverged]
+    histories = ok or [r.history for r in group]
+    style = plots.line_style(i, 2.6, 0.2)  # a later line on top of an earlier one
+    label = _legend_label(config, group, schedule)
+    for ax, xcol, ycol in panels:
+        x, mean, low, high = training.seed_band(histories, xcol, ycol)
+        scale = 100.0 if ycol == "test_accuracy" else 1.0
+        ax.plot(x, scale * mean, label=label, **style)
+        if len(histories) > 1:
+            plots.band(ax, x, scale * low, scale * high, style["color"])
+        if not ok and len(x):
+            ax.scatter(x[-1:], scale * mean[-1:], marker="x", s=70, color=style["color"],
+                       linewidths=2, zorder=5)
+        later = x > 0
+        if later.any() and ycol == "test_accuracy":
+            ranges.accuracy_low = min(ranges.accuracy_low, float(np.min(scale * low[later])))
+            ranges.accuracy_high = max(ranges.accuracy_high,
+                                       float(np.max(scale * high[later])))
+        elif later.any():
+            ranges.loss_high = max(ranges.loss_high, float(np.max(high[later])))
+
+
+def _setup_panel(ax, xcol, ycol, target, ranges):
+    """Grid, labels and scales of one panel, once its curves are drawn."""
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_xlabel("training time (s; evaluation and compilation not counted)"
+                  if xcol == "wall_time" else "step (mini-batch updates)")
+    ax.set_xlim(left=0)
+    if ycol == "test_loss":
+        _loss_scale(ax, ranges.loss_high * 1.25)
+        ax.set_ylabel("test loss (cross-entropy, log scale)")
+        return
+    _accuracy_scale(ax)
+    # top: a bit above the best accuracy seen (or the target)
+    top = 100.0 - max(100.0 - max(ranges.accuracy_high, 100 * target), 0.02) / 1.4
+    bottom = 100.0 - 1.25 * (100.0 - min(ranges.accuracy_low, 100 * target))
+    ax.set_ylim(max(0.0, bottom), top)
+    plots.reference_line(ax, 100 * target, "target", f"target {100 * target:g}%", 0.995,
+                         ha="right", va="top")
+    ax.set_ylabel("test accuracy (%; spacing log(100 - accuracy))")
+
+
+def _suptitle(plan, batch_size):
+    budget = (f"{plan.seconds:g} s of training" if plan.epochs is None
+              else f"{plan.epochs} epoch{'s' if plan.epochs > 1 else ''}")
+    return (f"ReLU MLP {training.network_text(plan.data, plan.hidden)} on {plan.data.name}, "
+            f"batch {batch_size}, {budget} per run, {training.seeds_text(plan.seeds)}"
+            + (f"\nschedule {plan.schedule}" if plan.schedule else ""))
 
 
 # ---------------------------------------------------------------------------------------

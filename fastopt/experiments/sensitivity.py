@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import runs
-from . import training
+from . import plots, training
 
 DEFAULT_STEPS = 300
 CSV_COLUMNS = ["optimizer", "lr", "seed", "steps", "train_seconds", "final_train_loss",
@@ -69,6 +69,7 @@ class Point(NamedTuple):
 
 
 def add_parser(sub):
+    # longer than a screen on purpose: the command's options read best as one flat list
     p = sub.add_parser(
         "sensitivity", help="learning-rate sensitivity: final test loss and accuracy of each "
                             "optimizer over a log grid of learning rates",
@@ -247,14 +248,34 @@ def plot_sensitivity(plan, points, title=None):
     the top of the loss panel and at chance on the accuracy panel. Returns a Figure with
     two axes: loss, accuracy."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-    from matplotlib.transforms import blended_transform_factory
 
     fig = Figure(figsize=(14, 5.8), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2, sharex=True)
+    finite, any_diverged = _draw_optimizers(plan, points, ax_loss, ax_acc)
+    chance = 100 * training.chance(plan.data)
+    plots.reference_line(ax_acc, chance, "chance", f"chance {chance:g}%", 0.5, ha="center",
+                         va="bottom", color="0.4", text_y=chance + 0.5)
+    for ax in (ax_loss, ax_acc):
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate (log scale)" + (" at step 0" if plan.schedule else ""))
+        ax.grid(True, which="major", alpha=0.3)
+    _setup_loss_axis(ax_loss, plan.data.n_classes, finite, any_diverged)
+    ax_acc.set_ylim(0, 100)
+    ax_acc.set_ylabel("final test accuracy (%)")
+    ax_acc.set_title("final test accuracy  (x: diverged, counted as chance; "
+                     "triangle: default lr of fastopt compare)", fontsize="medium")
+    ax_acc.legend(title="optimizer", fontsize="small", loc="upper left")
+    fig.suptitle(title or _suptitle(plan))
+    return fig
+
+
+def _draw_optimizers(plan, points, ax_loss, ax_acc):
+    """Every optimizer's lines, bands, diverged crosses and default-lr triangle; returns
+    the finite mean losses drawn and whether any point diverged."""
+    from matplotlib.transforms import blended_transform_factory
+
     top_of_loss = blended_transform_factory(ax_loss.transData, ax_loss.transAxes)
     bottom_of_acc = blended_transform_factory(ax_acc.transData, ax_acc.transAxes)
-    chance = 100 * training.chance(plan.data)
     finite, defaults = [], []
     any_diverged = False
     for i, (label, (lrs, s)) in enumerate(curves(plan, points).items()):
@@ -262,63 +283,53 @@ def plot_sensitivity(plan, points, title=None):
             continue
         # earlier lines wider, so one that a later one follows (momentum and nesterov,
         # adam and adamw at small lrs) stays visible beneath it
-        style = dict(color=f"C{i % 10}", ls="-" if i < 10 else "--",
-                     lw=max(3.2 - 0.35 * i, 1.2), marker="o", ms=4)
+        style = plots.line_style(i, 3.2, 0.35, marker="o", ms=4)
+        color = style["color"]
         ax_loss.plot(lrs, s["loss"], label=label, **style)
         ax_acc.plot(lrs, 100 * s["acc"], label=label, **style)
         if len(plan.seeds) > 1:
-            ax_loss.fill_between(lrs, s["loss_lo"], s["loss_hi"], color=style["color"],
-                                 alpha=0.18, lw=0)
-            ax_acc.fill_between(lrs, 100 * s["acc_lo"], 100 * s["acc_hi"],
-                                color=style["color"], alpha=0.18, lw=0)
+            plots.band(ax_loss, lrs, s["loss_lo"], s["loss_hi"], color)
+            plots.band(ax_acc, lrs, 100 * s["acc_lo"], 100 * s["acc_hi"], color)
         gone = s["diverged"]
         if gone.any():
             any_diverged = True
             ax_loss.scatter(lrs[gone], np.full(gone.sum(), 0.97 - 0.025 * (i % 10)),
                             transform=top_of_loss, marker="x", s=50, linewidths=2,
-                            color=style["color"], zorder=5, clip_on=False)
+                            color=color, zorder=5, clip_on=False)
             ax_acc.scatter(lrs[gone], 100 * s["acc"][gone], marker="x", s=60, linewidths=2,
-                           color=style["color"], zorder=5)
+                           color=color, zorder=5)
         default_lr = training.OPTIMIZERS[plan.configs[i].name][2]
         stacked = defaults.count(default_lr)  # several optimizers share 1e-3: stack them
         defaults.append(default_lr)
         ax_acc.scatter([default_lr], [0.02 + 0.033 * stacked], transform=bottom_of_acc,
-                       marker="^", s=60, color=style["color"], edgecolors="black",
+                       marker="^", s=60, color=color, edgecolors="black",
                        linewidths=0.6, zorder=6, clip_on=False)
         finite += [v for v in s["loss"] if np.isfinite(v)]
-    ax_acc.axhline(chance, color="0.4", ls=":", lw=1.2, label="_chance")
-    ax_acc.text(0.5, chance + 0.5, f"chance {chance:g}%", transform=ax_acc.get_yaxis_transform(),
-                ha="center", va="bottom", fontsize="small", color="0.3")
-    for ax in (ax_loss, ax_acc):
-        ax.set_xscale("log")
-        ax.set_xlabel("learning rate (log scale)" + (" at step 0" if plan.schedule else ""))
-        ax.grid(True, which="major", alpha=0.3)
-    ax_loss.set_yscale("log")
+    return finite, any_diverged
+
+
+def _setup_loss_axis(ax, n_classes, finite, any_diverged):
+    """Log scale over the ``finite`` losses drawn, capped; labels and title."""
+    ax.set_yscale("log")
     if finite:
         low, high = min(finite), max(finite)
         # top: a few times the loss of guessing (ln classes); larger losses run off the top
-        cap = 4 * math.log(plan.data.n_classes)
-        ax_loss.set_ylim(low / 1.3, max(min(high * 1.3, cap), low * 2))
-    ax_loss.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax_loss.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax_loss.yaxis.set_minor_formatter(NullFormatter())
-    ax_loss.set_ylabel("final test loss (cross-entropy, log scale)")
-    ax_loss.set_title("final test loss" + ("  (x at the top: diverged)" if any_diverged
-                                           else "") + "; larger losses run off the top",
-                      fontsize="medium")
-    ax_acc.set_ylim(0, 100)
-    ax_acc.set_ylabel("final test accuracy (%)")
-    ax_acc.set_title("final test accuracy  (x: diverged, counted as chance; "
-                     "triangle: default lr of fastopt compare)", fontsize="medium")
-    ax_acc.legend(title="optimizer", fontsize="small", loc="upper left")
+        cap = 4 * math.log(n_classes)
+        ax.set_ylim(low / 1.3, max(min(high * 1.3, cap), low * 2))
+    plots.log_ticks(ax)
+    ax.set_ylabel("final test loss (cross-entropy, log scale)")
+    ax.set_title("final test loss" + ("  (x at the top: diverged)" if any_diverged
+                                      else "") + "; larger losses run off the top",
+                 fontsize="medium")
+
+
+def _suptitle(plan):
     budget = (f"{plan.steps} steps" if plan.steps is not None
               else f"{plan.seconds:g} s of training")
-    seeds = training.seeds_text(plan.seeds)
-    fig.suptitle(title or (
-        f"Learning-rate sensitivity: ReLU MLP {training.network_text(plan.data, plan.hidden)} "
-        f"on {plan.data.name}, batch {plan.batch_size}, {budget} per run, {seeds}"
-        + (f", schedule {plan.schedule}" if plan.schedule else "")))
-    return fig
+    return (f"Learning-rate sensitivity: ReLU MLP "
+            f"{training.network_text(plan.data, plan.hidden)} on {plan.data.name}, batch "
+            f"{plan.batch_size}, {budget} per run, {training.seeds_text(plan.seeds)}"
+            + (f", schedule {plan.schedule}" if plan.schedule else ""))
 
 
 # ---------------------------------------------------------------------------------------

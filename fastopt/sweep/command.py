@@ -83,6 +83,7 @@ outputs: trials.csv, histories/<trial>.csv, best.csv, sweep_lr.png, best_curves.
 
 
 def add_parser(sub):
+    # longer than a screen on purpose: the command's options read best as one flat list
     p = sub.add_parser(
         "sweep", help="hyperparameter search (random or grid) over many training runs, on "
                       "Dask distributed; resumable",
