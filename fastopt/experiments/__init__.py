@@ -12,8 +12,10 @@ figures from plain functions (usable from Python and tests) and registers one su
 - ``fastopt sweep`` is not here: hyperparameter sweeps are the package ``fastopt.sweep``, a
   layer above this one (it uses ``training``; nothing here imports it).
 - ``optspec``: the ``--optimizers NAME[:key=value,...]`` syntax; ``training``: what compare
-  and sensitivity share (optimizer defaults for the MLP, one run that survives divergence).
+  and sensitivity share (the catalogue's presets for the MLP, one run that survives
+  divergence); ``plots``: drawing conventions the compare and sensitivity figures share.
 
-Shared run plumbing (output folder, settings.json, figures) lives in ``fastopt.runs``.
+Shared run plumbing (the command frame: output folder, settings.json, figures) lives in
+``fastopt.runs``; tables and CSV files in ``fastopt.tables``.
 Importing this package loads neither numba nor matplotlib.
 """
