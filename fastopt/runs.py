@@ -103,6 +103,99 @@ def progress_enabled(no_progress):
     return not no_progress and sys.stdout.isatty()
 
 
+def progress_mode(no_progress):
+    """How a command shows its progress: "bar" (a tqdm bar, on a terminal), "lines" (one
+    short line every ~10 s, when stdout is a pipe or a log file) or "off" (--no-progress)."""
+    if no_progress:
+        return "off"
+    return "bar" if sys.stdout.isatty() else "lines"
+
+
+class Progress:
+    """Progress of a long command over ``total`` units (runs, trials, paths ...).
+
+    ``mode`` "bar": a tqdm bar; "lines": a line on stdout every ``every`` seconds of wall
+    time - which item, how far, time left - so that a log shows the run is alive; "off" (or
+    False): nothing; True is "bar". The API is the part of tqdm's the commands use:
+    ``update(n)``, ``set_postfix_str(text)``, ``write(text)``, ``close()``; iterating over
+    ``Progress(iterable, ...)`` yields its items.
+    """
+
+    def __init__(self, iterable=None, *, total=None, initial=0, desc="", unit="it",
+                 mode="bar", every=10.0, clock=None):
+        import time
+
+        self.iterable = iterable
+        self.total = len(iterable) if total is None and iterable is not None else total
+        self.desc, self.unit, self.every = desc, unit, every
+        self.mode = {True: "bar", False: "off"}.get(mode, mode)
+        if self.mode not in ("bar", "lines", "off"):
+            raise ValueError(f"progress mode must be 'bar', 'lines' or 'off', got {mode!r}")
+        self.clock = clock or time.monotonic
+        self.n, self.initial, self.postfix = initial, initial, ""
+        self.start = self.last = self.clock()
+        self.bar = None
+        if self.mode == "bar":
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, initial=initial, desc=desc, unit=unit)
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.update(1)
+        self.close()
+
+    def update(self, n=1):
+        self.n += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.mode == "lines" and self.clock() - self.last >= self.every:
+            self.last = self.clock()
+            print(self.line(), flush=True)
+
+    def set_postfix_str(self, text):
+        self.postfix = text
+        if self.bar is not None:
+            self.bar.set_postfix_str(text)
+
+    def write(self, text):
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def line(self):
+        """``desc: 5/21 runs (24%), adam b128 s1; 38 s so far, about 1 min 50 s left``."""
+        elapsed = self.clock() - self.start
+        done = f"{self.n}/{self.total}" if self.total else str(self.n)
+        pct = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
+        text = f"{self.desc}: {done} {self.unit}{pct}"
+        if self.postfix:
+            text += f", {self.postfix}"
+        text += f"; {_duration(elapsed)} so far"
+        if self.total and self.n > self.initial:
+            rate = elapsed / (self.n - self.initial)
+            text += f", about {_duration(rate * (self.total - self.n))} left"
+        return text
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _duration(seconds):
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
 # ---------------------------------------------------------------------------------------
 # the output folder and the settings record
 

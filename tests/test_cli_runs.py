@@ -114,3 +114,31 @@ def test_command_frame_records_complete_failed_and_the_body_status(tmp_path):
         with runs.command_frame(args("stop"), "demo") as frame:
             raise KeyboardInterrupt
     assert runs.read_settings(frame.out)["status"] == "running"  # main() marks interrupted
+
+
+def test_progress_lines_when_not_a_terminal(capsys):
+    now = [0.0]
+    bar = runs.Progress(total=4, desc="compare", unit="runs", mode="lines", every=10.0,
+                        clock=lambda: now[0])
+    bar.set_postfix_str("adam b128 s0")
+    now[0] = 4.0
+    bar.update(1)  # within 10 s of the start: nothing yet
+    now[0] = 12.0
+    bar.update(1)
+    now[0] = 15.0
+    bar.update(1)  # within 10 s of the last line
+    bar.close()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["compare: 2/4 runs (50%), adam b128 s0; 12 s so far, about 12 s left"]
+    assert runs._duration(130) == "2 min 10 s" and runs._duration(7200) == "2 h 0 min"
+
+
+def test_progress_modes(monkeypatch, capsys):
+    assert runs.progress_mode(True) == "off"
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False, raising=False)
+    assert runs.progress_mode(False) == "lines"
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    assert runs.progress_mode(False) == "bar"
+    assert list(runs.Progress([1, 2, 3], desc="x", mode="off")) == [1, 2, 3]
+    with pytest.raises(ValueError, match="progress mode"):
+        runs.Progress(total=1, mode="loud")

@@ -32,7 +32,7 @@ def _run(args, what, measure, columns, headers, title=None):
 
     runs.check_common_arguments(args)
     with runs.command_frame(args, f"bench {what}") as frame:
-        rows, notes = measure(progress=runs.progress_enabled(args.no_progress))
+        rows, notes = measure(progress=runs.progress_mode(args.no_progress))
         if title:
             print(title)
         print(tables.format_table(rows, columns, headers, cell=tables.short,

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from .. import runs
 from . import definitions
 from .timing import gpu_median
 from .update import _torch
@@ -82,8 +83,6 @@ def bench_gpu(sizes=definitions.GPU_SIZES, batch_sizes=definitions.GPU_BATCH_SIZ
     the ratio of the two, and torch.optim.Adam(fused=True) on CUDA; (2) the seeds' MLP
     train_step (loss read back every step) next to the same network in PyTorch on CUDA.
     Returns (rows, notes)."""
-    from tqdm.auto import tqdm
-
     require_gpu()
     from numba import cuda
 
@@ -96,8 +95,9 @@ def bench_gpu(sizes=definitions.GPU_SIZES, batch_sizes=definitions.GPU_BATCH_SIZ
         notes.append("torch with CUDA is not available: no torch rows")
     rng = np.random.default_rng(seed)
     rows = []
-    for n in tqdm(sizes, desc="bench gpu adam", disable=not progress, unit="N"):
+    for n in runs.Progress(sizes, desc="bench gpu adam", unit="sizes", mode=progress):
         rows += _adam_rows(cuda, torch, n, rng, rounds)
-    for b in tqdm(batch_sizes, desc="bench gpu mlp", disable=not progress, unit="batch"):
+    for b in runs.Progress(batch_sizes, desc="bench gpu mlp", unit="batch sizes",
+                           mode=progress):
         rows += _mlp_rows(cuda, torch, b, rng, rounds, seed)
     return [{k: r.get(k, math.nan) for k in COLUMNS} for r in rows], notes

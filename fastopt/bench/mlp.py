@@ -6,6 +6,7 @@ The network and both implementations are ``fastopt.bench.definitions``' (the asv
 
 import numpy as np
 
+from .. import runs
 from . import definitions
 from .timing import interleaved_settled
 from .update import _torch
@@ -40,13 +41,11 @@ def bench_mlp(batch_sizes=definitions.MLP_BATCH_SIZES, sizes=definitions.NETWORK
               dtype="float32", rounds=7, torch_peer=True, progress=True, seed=0):
     """(rows, notes): batch, impl, seconds per train_step (SGD, lr ``MLP_LR``), samples/s,
     GFLOP/s, ratio (time / fastopt's)."""
-    from tqdm.auto import tqdm
-
     torch = _torch() if torch_peer else None
     notes = [] if torch is not None else ["torch is not installed: no PyTorch rows"]
     rng = np.random.default_rng(seed)
     rows = []
-    for n in tqdm(batch_sizes, desc="bench mlp", disable=not progress):
+    for n in runs.Progress(batch_sizes, desc="bench mlp", unit="batch sizes", mode=progress):
         X = rng.random((n, sizes[0]), dtype=np.dtype(dtype).type)
         y = rng.integers(0, sizes[-1], n)
         model, opt = definitions.fastopt_mlp(sizes, dtype=dtype, seed=0)

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from .. import runs
 from . import definitions
 from .timing import interleaved
 
@@ -90,8 +91,6 @@ def bench_update(optimizers=None, sizes=definitions.UPDATE_SIZES, dtype="float32
                  torch_peers=True, numpy_peer=True, progress=True, seed=0):
     """(rows, notes): one row per optimizer, N and implementation: seconds per step,
     GB/s, ratio (peer time / fastopt time)."""
-    from tqdm.auto import tqdm
-
     names = _optimizer_names(optimizers)
     dtype = np.dtype(dtype)
     torch = _torch() if torch_peers else None
@@ -99,7 +98,7 @@ def bench_update(optimizers=None, sizes=definitions.UPDATE_SIZES, dtype="float32
     rng = np.random.default_rng(seed)
     rows = []
     jobs = [(n, name) for n in sizes for name in names]
-    for n, name in tqdm(jobs, desc="bench update", disable=not progress, unit="case"):
+    for n, name in runs.Progress(jobs, desc="bench update", unit="cases", mode=progress):
         p = rng.standard_normal(n).astype(dtype)
         g = (rng.standard_normal(n) * 1e-3).astype(dtype)
         opt, fns = _update_peers(name, p, g, torch, numpy_peer)
@@ -115,15 +114,14 @@ def bench_crossover(names=("sgd", "adam"), sizes=None, dtype="float32", rounds=9
                     progress=True):
     """(rows, crossover): serial vs prange kernel times per N; the crossover is the first N
     where prange wins and keeps winning at every larger N (None if it never does)."""
-    from tqdm.auto import tqdm
-
     from .. import optim
     from ..kernels import cpu
 
     sizes = sizes or [int(round(10 ** e)) for e in np.arange(3, 6.51, 0.25)]
     dtype = np.dtype(dtype)
     rows = []
-    for name in tqdm(names, desc="bench crossover", disable=not progress):
+    for name in runs.Progress(names, desc="bench crossover", unit="optimizers",
+                             mode=progress):
         for n in sizes:
             p = np.random.default_rng(seed).standard_normal(n).astype(dtype)
             g = np.full(n, 1e-3, dtype=dtype)

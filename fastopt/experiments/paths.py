@@ -143,16 +143,11 @@ def run_path(surface, config, steps):
 def run_paths(plan, steps, progress=False):
     """Trajectories for ``plan``: a list of (surface, [OptimizerConfig, ...]).
 
-    ``steps`` None uses each surface's default.
+    ``steps`` None uses each surface's default; ``progress``: a ``runs.Progress`` mode.
     """
-    from tqdm.auto import tqdm
-
     jobs = [(s, c) for s, configs in plan for c in configs]
-    results = []
-    for surface, config in tqdm(jobs, desc="paths", unit="path", disable=not progress,
-                                leave=False):
-        results.append(run_path(surface, config, steps or surface.steps))
-    return results
+    return [run_path(surface, config, steps or surface.steps) for surface, config in
+            runs.Progress(jobs, desc="paths", unit="paths", mode=progress)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -382,7 +377,7 @@ def run(args):
 
 
 def _run(args, plan, steps, out):
-    trajectories = run_paths(plan, steps, progress=runs.progress_enabled(args.no_progress))
+    trajectories = run_paths(plan, steps, progress=runs.progress_mode(args.no_progress))
     for t in trajectories:
         if t.status:
             print(f"note: {t.function}/{t.optimizer}: {t.status}; path cut off there")

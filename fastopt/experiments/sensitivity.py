@@ -360,9 +360,6 @@ def _resolved(plan):
 
 
 def _run(args, plan, out):
-    from tqdm.auto import tqdm
-
-    progress = runs.progress_enabled(args.no_progress)
     jobs = [(c, lr, seed) for c in plan.configs for lr in plan.lrs for seed in plan.seeds]
     budget = (f"{plan.steps} steps" if plan.steps is not None
               else f"{plan.seconds:g} s of training")
@@ -371,9 +368,16 @@ def _run(args, plan, out):
           f"runs of {budget} on {plan.data.name}", flush=True)
     points = []
     path = out / "sensitivity.csv"
-    for config, lr, seed in tqdm(jobs, desc="sensitivity", unit="run", disable=not progress):
-        points.append(run_point(plan, config, lr, seed))
-        training.write_rows(rows_of(points), CSV_COLUMNS, path)
+    bar = runs.Progress(total=len(jobs), desc="sensitivity", unit="runs",
+                        mode=runs.progress_mode(args.no_progress))
+    try:
+        for config, lr, seed in jobs:
+            bar.set_postfix_str(f"{config.label} lr {lr:.3g} seed {seed}")
+            points.append(run_point(plan, config, lr, seed))
+            training.write_rows(rows_of(points), CSV_COLUMNS, path)
+            bar.update(1)
+    finally:
+        bar.close()
     runs.wrote(path, f"{len(points)} runs: final test loss and accuracy per optimizer, lr, "
                      "seed")
     diverged = [p for p in points if p.diverged]

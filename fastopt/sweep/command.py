@@ -234,7 +234,7 @@ def run(args):
     resolved = {"top": top, "textbook": bool(args.textbook)}
     try:
         result = engine.run(**kwargs, out=out,
-                            progress=runs.progress_enabled(args.no_progress),
+                            progress=runs.progress_mode(args.no_progress),
                             log=lambda text: print(text, flush=True),
                             record=dict(arguments=vars(args),
                                         argv=getattr(args, "_argv", None), resolved=resolved))

@@ -76,7 +76,8 @@ def run(space, trials=None, *, dataset="digits", budget_steps=None, budget_secon
     out : folder for trials.csv, histories/ and settings.json; resumes a sweep there
     scheduler, workers, client, connect_timeout : where the trials run (module docstring);
         ``workers=0``: in this process, without Dask
-    progress : a tqdm bar over finished trials (shown only on a terminal)
+    progress : True (a tqdm bar over finished trials), "lines" (a line every ~10 s, for
+        logs) or False; see ``fastopt.runs.Progress``
     log : called with a line of text about what happens (e.g. ``print``); default silent
     record : ``{"arguments": ..., "argv": ..., "resolved": ...}`` for settings.json (the
         ``fastopt sweep`` command passes its own)
@@ -256,10 +257,8 @@ class _Book:
                 self.done.setdefault(row["trial_id"], row)
 
     def start_bar(self, progress):
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=len(self.planned), initial=len(self.done), desc="sweep",
-                        unit="trial", disable=not progress)
+        self.bar = runs.Progress(total=len(self.planned), initial=len(self.done),
+                                 desc="sweep", unit="trials", mode=progress)
         self.best = max((r["val_accuracy"] for r in self.done.values()
                          if r["status"] == "ok"), default=float("nan"))
 
