@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import runs
-from . import plots, training
+from . import plots, textbook, training
 from .training import OPTIMIZERS
 
 DEFAULT_SECONDS = 5.0
@@ -137,6 +137,7 @@ outputs: histories/<optimizer>_b<batch>_s<seed>.csv, summary.csv, compare_b<batc
                    help="test accuracy for the time/steps-to-target columns (default "
                         + ", ".join(f"{v:g} on {k}" for k, v in TARGET_ACCURACY.items())
                         + ")")
+    textbook.add_arguments(p)  # --textbook, --iterations: after the options it fixes
     runs.add_common_arguments(p, "compare", seed_help="first seed (default 0): weights and "
                                                       "mini-batch order of each run")
     p.set_defaults(func=run)
@@ -405,6 +406,8 @@ def _suptitle(plan, batch_size):
 
 def run(args):
     """The ``compare`` command (``args`` from ``add_parser``'s parser); returns the Runs."""
+    if args.textbook or args.iterations is not None:  # fastopt.experiments.textbook
+        return textbook.run(args)
     plan = check_args(args)
     with runs.command_frame(args, "compare", resolved=_resolved(plan)) as frame:
         return _run(args, plan, frame.out)
