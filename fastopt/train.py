@@ -3,6 +3,9 @@
 ``fit`` trains a ``fastopt.nn.MLP`` with any ``fastopt.optim`` optimizer and returns a
 ``History`` of evaluation records. Training wall time excludes evaluation and JIT
 compilation (both recorded separately), so convergence-versus-time curves are honest.
+``Training`` is the same run, resumable: ``advance(seconds=, steps=)`` trains a slice of
+it and returns, so that several runs can take turns (``fastopt compare`` interleaves its
+runs that way); ``fit`` builds a Training and advances it to the end.
 
 Between two evaluations the steps run in one compiled loop (``_chunk_kernel``): the host
 computes each step's optimizer scalars (learning rate, bias corrections) into a table, the
@@ -15,6 +18,7 @@ mini-batch indices, gathers every batch on the device and queues the steps, and 
 chunk's losses are read (one wait for the device) when it ends.
 """
 
+import bisect
 import csv
 import functools
 import math
@@ -28,7 +32,10 @@ from .kernels import cpu
 from .kernels.jit import variant
 from .nn import kernels as K
 
-COLUMNS = ("step", "epoch", "wall_time", "train_loss", "test_loss", "test_accuracy", "lr")
+COLUMNS = ("step", "epoch", "wall_time", "cpu_time", "train_loss", "test_loss",
+           "test_accuracy", "lr")
+#: columns that files written before they existed may lack (read as NaN)
+OPTIONAL_COLUMNS = ("cpu_time",)
 
 
 class TrainingDiverged(FloatingPointError):
@@ -46,8 +53,10 @@ class History:
     """Evaluation records of a training run (one row per evaluation).
 
     Columns: step (updates done), epoch (fractional), wall_time (training seconds, without
-    evaluation and compilation), train_loss (mean mini-batch loss since the previous
-    record), test_loss, test_accuracy, lr (learning rate of the next step). Attributes
+    evaluation and compilation), cpu_time (the process's CPU seconds during those
+    training seconds, all threads; below wall_time when the process waited for a core),
+    train_loss (mean mini-batch loss since the previous record), test_loss,
+    test_accuracy, lr (learning rate of the next step). Attributes
     ``compile_time`` and ``eval_time`` (seconds) and ``stopped`` (why training ended).
     """
 
@@ -66,7 +75,7 @@ class History:
     def __getitem__(self, column):
         if column not in COLUMNS:
             raise KeyError(f"unknown column {column!r}; columns: {', '.join(COLUMNS)}")
-        return np.array([r[column] for r in self.records], dtype=float)
+        return np.array([r.get(column, math.nan) for r in self.records], dtype=float)
 
     def __repr__(self):
         last = self.records[-1] if self.records else {}
@@ -82,7 +91,8 @@ class History:
             w = csv.DictWriter(f, fieldnames=COLUMNS)
             w.writeheader()
             for r in self.records:
-                w.writerow({k: repr(v) if isinstance(v, float) else v for k, v in r.items()})
+                w.writerow({k: repr(v) if isinstance(v, float) else v for k, v in r.items()
+                            if k in COLUMNS})
         return path
 
     @classmethod
@@ -97,14 +107,23 @@ class History:
             else:
                 f.seek(0)
             rows = list(csv.DictReader(f))
-        missing = set(COLUMNS) - set(rows[0] if rows else COLUMNS)
+        missing = set(COLUMNS) - set(OPTIONAL_COLUMNS) - set(rows[0] if rows else COLUMNS)
         if missing:
             raise ValueError(f"{path} lacks the column(s) {sorted(missing)}")
-        records = [{k: (int(r[k]) if k == "step" else float(r[k])) for k in COLUMNS}
-                   for r in rows]
+        records = [{k: _cell(r, k) for k in COLUMNS} for r in rows]
         return cls(records, compile_time=float(meta.get("compile_time", 0.0)),
                    eval_time=float(meta.get("eval_time", 0.0)),
                    stopped=meta.get("stopped", ""))
+
+
+def _cell(row, column):
+    """One value of a History CSV row: the step an int, the rest floats (an optional
+    column missing or empty: NaN)."""
+    if column == "step":
+        return int(row[column])
+    if column in OPTIONAL_COLUMNS and not row.get(column):
+        return math.nan
+    return float(row[column])
 
 
 class EarlyStopping:
@@ -325,7 +344,7 @@ def _warm_up(model, optimizer, X, y, batch_size, compiled):
 
 
 # ---------------------------------------------------------------------------------------
-# fit: argument checks, the chunk planner, the recorder, the loop
+# fit and Training: argument checks, the chunk planner, the recorder, the loop
 
 
 class _Limits(NamedTuple):
@@ -399,17 +418,65 @@ def _check_limits(model, n, batch_size, epochs, max_steps, time_budget, eval_eve
                    max_steps, time_budget)
 
 
+def _eval_schedule(eval_every, eval_at):
+    """When the next evaluation comes, as a function of the last evaluation's record:
+    every ``eval_every`` steps, at the steps listed in ``eval_at``, or where a callable
+    ``eval_at(record) -> step`` puts it (None: no more before the end). Checked here,
+    before anything changes."""
+    if eval_at is None:
+        return lambda record: (record["step"] // eval_every + 1) * eval_every
+    if eval_every is not None:
+        raise ValueError("pass eval_every or eval_at, not both (eval_at lists every "
+                         "evaluation step)")
+    if callable(eval_at):
+        return functools.partial(_asked, eval_at)
+    try:
+        values = [float(v) for v in eval_at]
+    except (TypeError, ValueError):
+        values = None
+    if values is None or not all(math.isfinite(v) and v >= 1 and v == int(v) for v in values):
+        raise ValueError("eval_at must be positive whole step numbers, e.g. [1, 2, 5, 10], or a "
+                         "callable record -> next step; got " + repr(eval_at)[:80])
+    return functools.partial(_listed, sorted({int(v) for v in values}))
+
+
+def _listed(steps, record):
+    """The first of the sorted ``steps`` after the record's step, or None."""
+    i = bisect.bisect_right(steps, record["step"])
+    return steps[i] if i < len(steps) else None
+
+
+def _asked(eval_at, record):
+    """The next evaluation step from a callable ``eval_at``, checked."""
+    step = eval_at(dict(record))
+    if step is None:
+        return None
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) \
+            or step <= record["step"]:
+        raise ValueError(f"eval_at returned {step!r} after the evaluation at step "
+                         f"{record['step']}; it must return a later step (an int), or None "
+                         "for no more evaluations before the end")
+    return int(step)
+
+
 class _ChunkPlanner:
     """The mini-batches of each compiled call: the steps until the next evaluation, the
-    end of the epoch's shuffled queue or the step limit, whichever comes first."""
+    end of the epoch's shuffled queue, the step limit or the end of the caller's slice,
+    whichever comes first."""
 
-    def __init__(self, n, limits, seed, drop_last, replacement):
+    def __init__(self, n, limits, seed, drop_last, replacement, next_eval):
         self.n = n
         self.limits = limits
         self.rng = np.random.default_rng(seed)
         self.drop_last = drop_last
         self.replacement = replacement
         self.queue = []  # the rest of the current epoch's mini-batches
+        self.next_eval_after = next_eval  # record -> step of the next evaluation
+        self.next_eval = None
+
+    def scheduled(self, record):
+        """After an evaluation: when the next one comes."""
+        self.next_eval = self.next_eval_after(record)
 
     def stop_reason(self, steps, train_time):
         """Why training ends before the next chunk ("" while it goes on)."""
@@ -420,24 +487,30 @@ class _ChunkPlanner:
             return "time_budget"
         return ""
 
-    def next_chunk(self, steps, train_time, per_step):
-        """Index arrays of the next chunk; ``per_step``: seconds per step so far, or None."""
+    def next_chunk(self, steps, train_time, per_step, steps_left=None, seconds_left=None):
+        """Index arrays of the next chunk; ``per_step``: seconds per step so far, or None;
+        ``steps_left``, ``seconds_left``: what remains of the caller's slice, or None."""
         lim = self.limits
         if not self.queue:
             self.queue = epoch_batches(self.n, lim.batch_size, self.rng, self.drop_last,
                                        self.replacement)
-        chunk = min(lim.eval_every - steps % lim.eval_every, len(self.queue))
-        if lim.total is not None:
-            chunk = min(chunk, lim.total - steps)
-        if lim.time_budget is not None and per_step:
+        chunk = len(self.queue)
+        for limit in (None if self.next_eval is None else self.next_eval - steps,
+                      None if lim.total is None else lim.total - steps, steps_left):
+            if limit is not None:
+                chunk = min(chunk, limit)
+        seconds = [] if seconds_left is None else [seconds_left]
+        if lim.time_budget is not None:
             # keep the budget check frequent: about a quarter second of work per chunk
-            chunk = max(1, min(chunk, int(min(0.25, lim.time_budget - train_time) / per_step)))
+            seconds.append(min(0.25, lim.time_budget - train_time))
+        if seconds and per_step:
+            chunk = max(1, min(chunk, int(min(seconds) / per_step)))
         batch, self.queue = self.queue[:chunk], self.queue[chunk:]
         return batch
 
     def evaluates_at(self, steps):
         lim = self.limits
-        return steps % lim.eval_every == 0 or (lim.total is not None and steps >= lim.total)
+        return steps == self.next_eval or (lim.total is not None and steps >= lim.total)
 
 
 class _Recorder:
@@ -454,11 +527,12 @@ class _Recorder:
     def add(self, losses):
         self.losses.extend(losses)
 
-    def record(self, steps, train_time):
+    def record(self, steps, train_time, cpu_time):
         t0 = time.perf_counter()
         test_loss, test_acc = self.model.evaluate(self.X_test, self.y_test)
         self.history.eval_time += time.perf_counter() - t0
         rec = dict(step=steps, epoch=steps / self.steps_per_epoch, wall_time=train_time,
+                   cpu_time=cpu_time,
                    train_loss=float(np.mean(self.losses)) if self.losses else float("nan"),
                    test_loss=test_loss, test_accuracy=test_acc, lr=self.optimizer.lr)
         self.history.append(**rec)
@@ -490,75 +564,151 @@ def fit(model, optimizer, data, batch_size=128, epochs=None, max_steps=None, tim
     the chunk ends, so a divergence is reported at its first non-finite loss but the
     parameters are those after the whole chunk. If the learning-rate schedule fails at
     some step, the steps before it are applied and its error is raised.
+
+    The same as ``Training(model, optimizer, data, ...).advance()``, then its history.
     """
-    X, y, X_test, y_test = _check_data(model, data)
-    model._check_optimizer(optimizer)
-    n = X.shape[0]
-    limits = _check_limits(model, n, batch_size, epochs, max_steps, time_budget, eval_every,
-                           drop_last, replacement)
-    planner = _ChunkPlanner(n, limits, seed, drop_last, replacement)
-    compiled = not (model.dropout > 0 or optimizer.skip_nonfinite
-                    or optimizer.max_grad_norm is not None)
-    run = _run_compiled if compiled else _run_per_step
-    if model.target == "cuda":  # once: the training set, and the test set for evaluations
-        same = X_test is X
-        X, y = model._to_device(X, y)
-        X_test = X if same else model._to_device(X_test)[0]
-        run = _run_device
-    recorder = _Recorder(model, optimizer, X_test, y_test, limits.steps_per_epoch)
-    recorder.history.compile_time = _warm_up(model, optimizer, X, y, limits.batch_size,
-                                             compiled)
-    if early_stopping is not None:
-        early_stopping.reset()
-    return _train(lambda batch: run(model, optimizer, X, y, batch), planner, recorder,
-                  early_stopping, reduce_lr, progress)
+    training = Training(model, optimizer, data, batch_size=batch_size, epochs=epochs,
+                        max_steps=max_steps, time_budget=time_budget, eval_every=eval_every,
+                        early_stopping=early_stopping, reduce_lr=reduce_lr, seed=seed,
+                        progress=progress, drop_last=drop_last, replacement=replacement)
+    training.advance()
+    return training.history
 
 
-def _train(run_chunk, planner, recorder, early_stopping, reduce_lr, progress):
-    """fit's loop: chunks of the planner's mini-batches run by ``run_chunk(batch) ->
-    (losses, updates applied)``, records, divergence and early stopping."""
-    from tqdm.auto import tqdm
+class Training:
+    """A training run that advances in slices, so that several runs can take turns.
 
-    model, optimizer, history = recorder.model, recorder.optimizer, recorder.history
-    step0 = optimizer.steps
-    steps, train_time, per_step = 0, 0.0, None
-    recorder.record(steps, train_time)
-    bar = tqdm(total=planner.limits.total, disable=not progress, unit="step", desc="fit",
-               leave=False)
-    try:
-        while True:
-            stopped = planner.stop_reason(steps, train_time)
+    Takes ``fit``'s arguments, plus ``eval_at`` instead of ``eval_every``: the evaluation
+    steps as a list (e.g. log-spaced: [1, 2, 4, 8, ...]) or a callable ``record -> step``
+    that picks the next one from the last evaluation's record (None: no more before the
+    end). Building it checks everything, compiles the kernels and evaluates the untrained
+    network (the first record). ``advance(seconds=None, steps=None)`` trains on and
+    returns True once the run has ended; ``history`` holds the records so far. Slicing
+    changes no number: the same arguments give the same steps, losses and parameters
+    however the run is advanced (only the times differ).
+    """
+
+    def __init__(self, model, optimizer, data, batch_size=128, epochs=None, max_steps=None,
+                 time_budget=None, eval_every=None, early_stopping=None, reduce_lr=None,
+                 seed=0, progress=True, drop_last=False, replacement=False, eval_at=None):
+        X, y, X_test, y_test = _check_data(model, data)
+        model._check_optimizer(optimizer)
+        n = X.shape[0]
+        limits = _check_limits(model, n, batch_size, epochs, max_steps, time_budget,
+                               eval_every, drop_last, replacement)
+        next_eval = _eval_schedule(limits.eval_every if eval_at is None else eval_every,
+                                   eval_at)
+        self.planner = _ChunkPlanner(n, limits, seed, drop_last, replacement, next_eval)
+        compiled = not (model.dropout > 0 or optimizer.skip_nonfinite
+                        or optimizer.max_grad_norm is not None)
+        run = _run_compiled if compiled else _run_per_step
+        if model.target == "cuda":  # once: the training set, and the test set for evaluations
+            same = X_test is X
+            X, y = model._to_device(X, y)
+            X_test = X if same else model._to_device(X_test)[0]
+            run = _run_device
+        self.recorder = _Recorder(model, optimizer, X_test, y_test, limits.steps_per_epoch)
+        self.recorder.history.compile_time = _warm_up(model, optimizer, X, y,
+                                                      limits.batch_size, compiled)
+        if early_stopping is not None:
+            early_stopping.reset()
+        self.model, self.optimizer = model, optimizer
+        self.early_stopping, self.reduce_lr, self.progress = early_stopping, reduce_lr, progress
+        self._run_chunk = functools.partial(run, model, optimizer, X, y)
+        self._step0 = optimizer.steps
+        self.steps, self.train_time, self.cpu_time, self._per_step = 0, 0.0, 0.0, None
+        self.finished, self._bar = False, None
+        self.planner.scheduled(self._record())
+
+    @property
+    def history(self):
+        return self.recorder.history
+
+    def advance(self, seconds=None, steps=None):
+        """Train for about ``seconds`` more training seconds (chunks are sized from the
+        speed so far; the slice ends with the chunk that reaches it) and at most ``steps``
+        more updates; with neither, to the end. Returns True when the run has ended
+        (``history.stopped`` says why). A divergence raises ``TrainingDiverged`` once;
+        the run has ended then."""
+        if seconds is not None:
+            seconds = _checks.real("seconds", seconds, low=0.0, low_open=True)
+        steps = _checks.count("steps", steps, optional=True)
+        if self.finished:
+            return True
+        end_time = None if seconds is None else self.train_time + seconds
+        end_step = None if steps is None else self.steps + steps
+        if self._bar is None:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=self.planner.limits.total, initial=self.steps,
+                             disable=not self.progress, unit="step", desc="fit", leave=False)
+        try:
+            while not self.finished and (end_step is None or self.steps < end_step) and (
+                    end_time is None or self.train_time < end_time):
+                self._chunk(None if end_step is None else end_step - self.steps,
+                            None if end_time is None else end_time - self.train_time)
+        except BaseException:
+            self._close_bar()
+            raise
+        if self.finished:
+            self._close_bar()
+        return self.finished
+
+    def _chunk(self, steps_left, seconds_left):
+        """One compiled call (or per-step run) of the planner's next mini-batches, then an
+        evaluation where one is due and the stopping rules."""
+        batch = self.planner.next_chunk(self.steps, self.train_time, self._per_step,
+                                        steps_left, seconds_left)
+        t0, c0 = time.perf_counter(), time.process_time()
+        losses, done = self._run_chunk(batch)
+        elapsed = time.perf_counter() - t0
+        self.cpu_time += time.process_time() - c0
+        self.train_time += elapsed
+        self._per_step = elapsed / max(done, 1)
+        self.steps += done
+        self._bar.update(done)
+        self.recorder.add(losses[:done])
+        if not math.isfinite(losses[-1]):
+            self.finished = True
+            self._record()
+            raise TrainingDiverged(self._step0 + self.steps + (done < len(losses)),
+                                   losses[-1], self.history)
+        record = self._evaluate() if self.planner.evaluates_at(self.steps) else None
+        if not self.finished:
+            stopped = self.planner.stop_reason(self.steps, self.train_time)
             if stopped:
-                history.stopped = stopped
-                break
-            batch = planner.next_chunk(steps, train_time, per_step)
-            t0 = time.perf_counter()
-            losses, done = run_chunk(batch)
-            elapsed = time.perf_counter() - t0
-            train_time += elapsed
-            per_step = elapsed / max(done, 1)
-            steps += done
-            bar.update(done)
-            recorder.add(losses[:done])
-            if not math.isfinite(losses[-1]):
-                recorder.record(steps, train_time)
-                raise TrainingDiverged(step0 + steps + (done < len(losses)), losses[-1],
-                                       history)
-            if planner.evaluates_at(steps):
-                rec = recorder.record(steps, train_time)
-                bar.set_postfix(test_loss=f"{rec['test_loss']:.4f}",
-                                acc=f"{rec['test_accuracy']:.4f}")
-                if reduce_lr is not None:
-                    reduce_lr.update(rec, optimizer)
-                if early_stopping is not None and early_stopping.update(rec, model.params):
-                    history.stopped = "early_stopping"
-                    _restore_best(model, early_stopping)
-                    break
-    finally:
-        bar.close()
-    if history.records[-1]["step"] != steps:
-        recorder.record(steps, train_time)
-    return history
+                self._finish(stopped)
+            elif record is not None:  # the next evaluation, asked only while the run goes on
+                self.planner.scheduled(record)
+
+    def _evaluate(self):
+        """A due evaluation, then the learning-rate plateau rule and early stopping;
+        returns the record."""
+        rec = self._record()
+        self._bar.set_postfix(test_loss=f"{rec['test_loss']:.4f}",
+                              acc=f"{rec['test_accuracy']:.4f}")
+        if self.reduce_lr is not None:
+            self.reduce_lr.update(rec, self.optimizer)
+        if self.early_stopping is not None and self.early_stopping.update(rec,
+                                                                          self.model.params):
+            _restore_best(self.model, self.early_stopping)
+            self._finish("early_stopping")
+        return rec
+
+    def _record(self):
+        return self.recorder.record(self.steps, self.train_time, self.cpu_time)
+
+    def _finish(self, stopped):
+        """The run has ended: the reason, and a last record after the last step."""
+        self.history.stopped = stopped
+        if self.history.records[-1]["step"] != self.steps:
+            self._record()
+        self.finished = True
+
+    def _close_bar(self):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def _restore_best(model, early_stopping):
