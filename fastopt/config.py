@@ -6,6 +6,14 @@ FASTOPT_PARALLEL_MIN_SIZE
     arrays with at least this many elements use the ``prange`` (multi-threaded) CPU kernel,
     smaller ones the serial kernel. The default is the crossover measured with
     ``python -m fastopt bench crossover`` on a 2-core machine (see benchmarks/README.md).
+
+FASTOPT_THREADS
+    how the CPU update kernels use threads when the cores may be shared (``fastopt.threads``):
+    ``all`` (default) takes the ``prange`` kernel from PARALLEL_MIN_SIZE elements, as
+    before; ``auto`` lets each such array race its serial and its ``prange`` kernel now and
+    then and use the faster, which keeps a loaded machine fast but can move a result by an
+    ulp (the two kernels differ in a few elements for some rules: Adam with amsgrad,
+    SGD with Nesterov); ``1`` runs everything on one thread, numpy's BLAS included.
 """
 
 import os
@@ -39,3 +47,13 @@ def _env_int(name, default):
 
 
 PARALLEL_MIN_SIZE = _env_int("FASTOPT_PARALLEL_MIN_SIZE", 32768)
+
+
+def _env_choice(name, default, choices):
+    value = os.environ.get(name, default).strip().lower()
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+THREADS = _env_choice("FASTOPT_THREADS", "all", ("all", "auto", "1"))

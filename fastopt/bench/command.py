@@ -123,6 +123,31 @@ def _cmd_gpu(args):
                "loss read every step)")
 
 
+def _cmd_contention(args):
+    from .. import runs
+    from . import contention
+
+    rows = contention.select_rows(args.rows)
+    loads = runs.split_list("--loads", args.loads, choices=contention.LOADS)
+    runs.check_positive("--seconds", args.seconds)
+
+    def measure(progress):
+        found, notes = contention.bench_contention(rows=rows, loads=loads,
+                                                   seconds=args.seconds, progress=progress,
+                                                   seed=args.seed)
+        return [dict(r, quiet_us=r["quiet"] * 1e6, loaded_us=r["loaded"] * 1e6)
+                for r in found], notes
+
+    _run(args, "contention", measure,
+         ["what", "optimizer", "n", "load", "quiet_us", "loaded_us", "ratio",
+          "loadavg_quiet", "loadavg_loaded"],
+         ["what", "optimizer", "batch or N", "load", "quiet us/step", "loaded us/step",
+          "loaded / quiet", "load avg quiet", "load avg loaded"],
+         title=f"network {_network()} float32 train_step and Adam opt.step: median of "
+               f"blocks of steps ({contention.BLOCK_SECONDS} s each), quiet and beside "
+               "each load")
+
+
 def _cmd_asv_report(args):
     from .. import asvreport
 
@@ -141,6 +166,7 @@ def add_parser(sub):
     _add_coldstart(bsub, runs)
     _add_crossover(bsub, runs)
     _add_gpu(bsub, runs)
+    _add_contention(bsub, runs)
     _add_asv_report(bsub)
     return bench
 
@@ -202,6 +228,29 @@ def _add_gpu(bsub, runs):
     gpu.add_argument("--csv", default=None, help="also write the rows to this CSV file")
     runs.add_common_arguments(gpu, "bench-gpu")
     gpu.set_defaults(func=_cmd_gpu)
+
+
+def _add_contention(bsub, runs):
+    from .contention import LOADS, ROW_NAMES
+
+    con = bsub.add_parser(
+        "contention", help="train_step and opt.step quiet and beside loads this command "
+                           "starts (busy loops; a multi-threaded BLAS program)",
+        description="Time the seeds' network's train_step (SGD, Adam; batch 32, 128, 512) "
+                    "and Adam opt.step (N 1e5, 1e6) quiet and then beside each load, which "
+                    "the command starts itself and always stops: 'busy' (a busy-looping "
+                    "process per core) and 'blas' (one process multiplying matrices on a "
+                    "multi-threaded BLAS). Throughput: the median of blocks of steps. "
+                    "FASTOPT_THREADS sets the thread policy measured (fastopt.threads).")
+    con.add_argument("--rows", default=",".join(ROW_NAMES),
+                     help=f"comma-separated rows (default all: {','.join(ROW_NAMES)})")
+    con.add_argument("--loads", default=",".join(LOADS),
+                     help=f"comma-separated loads (default {','.join(LOADS)})")
+    con.add_argument("--seconds", type=float, default=2.0,
+                     help="seconds of timed blocks per measurement (default 2)")
+    con.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    runs.add_common_arguments(con, "bench-contention")
+    con.set_defaults(func=_cmd_contention)
 
 
 def _add_asv_report(bsub):

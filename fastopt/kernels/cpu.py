@@ -2,7 +2,8 @@
 
 For each rule in ``fastopt.kernels.rules.RULES`` there are two compiled loops over the
 flattened arrays, a serial one and a ``prange`` one; ``update`` picks by size
-(``config.PARALLEL_MIN_SIZE``). State slots the configuration does not use are passed as
+(``config.PARALLEL_MIN_SIZE``; the thread policy of ``fastopt.threads`` can also pick by
+how busy the cores are). State slots the configuration does not use are passed as
 ``None``: Numba compiles a specialisation in which those loads and stores do not exist.
 
 Kernels are built on first use (``update_kernels``), so importing this module compiles
@@ -17,7 +18,7 @@ import numpy as np
 from numba import njit, prange
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
-from .. import config
+from .. import config, threads
 from .jit import variant
 from .rules import RULES
 
@@ -62,8 +63,9 @@ def update(name, p, g, s0, s1, s2, hyper, flags):
     int64 array ordered as ``RULES[name].flags``.
     """
     serial, parallel = update_kernels(name)
-    kernel = parallel if p.size >= config.PARALLEL_MIN_SIZE else serial
-    kernel(p, g, s0, s1, s2, hyper, flags)
+    # serial or prange by size, and with FASTOPT_THREADS=auto also by how busy the cores
+    # are (fastopt.threads says why that is not the default)
+    threads.run_sized(name, p.size, serial, parallel, p, g, s0, s1, s2, hyper, flags)
 
 
 # ---------------------------------------------------------------------------------------
