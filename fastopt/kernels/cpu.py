@@ -28,6 +28,10 @@ N_HYPER = N_FLAGS = 0
 
 
 def _update_loop(p, g, s0, s1, s2, hyper, flags):
+    # The GPU kernel (fastopt.kernels.cuda._update_kernel) repeats this loop body on
+    # purpose: moving it into a shared inline function changes the LLVM block structure,
+    # and with "contract" LLVM then fuses the other product of a*b + c*d into an FMA
+    # (Lion's serial kernel moved by an ulp). Results must stay bitwise as they are.
     h = to_fixed_tuple(hyper, N_HYPER)
     f = to_fixed_tuple(flags, N_FLAGS)
     for i in prange(p.size):

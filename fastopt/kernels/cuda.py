@@ -3,10 +3,11 @@ rules as the CPU kernels (``fastopt.kernels.rules``; no formula is written twice
 
 Each rule becomes an ``inline="always"`` device function: a copy of the rule whose helpers
 (``grad_prologue``, ``lerp``, ...) are bound to device-function versions of the same Python
-code, so nothing needs a GPU (or a driver) to compile to PTX. State slots a configuration
-does not use are passed as ``None`` and compile away, as on the CPU. Hyperparameters travel
-as tuples of scalars in the parameter dtype (the host computes them once per step), so a
-float32 kernel has no float64 arithmetic and a new learning rate never recompiles.
+code, so nothing needs a GPU (or a driver) to compile to PTX; the copies are made by the
+CPU's helper (``fastopt.kernels.jit.with_globals``). State slots a configuration does not
+use are passed as ``None`` and compile away, as on the CPU. Hyperparameters travel as tuples
+of scalars in the parameter dtype (the host computes them once per step), so a float32
+kernel has no float64 arithmetic and a new learning rate never recompiles.
 
 Requires ``pip install "fastopt[cuda]"`` (numba-cuda and the CUDA toolkit libraries) and,
 to run, an NVIDIA GPU and driver; ``NUMBA_ENABLE_CUDASIM=1`` runs the kernels in Numba's
@@ -15,11 +16,11 @@ simulator instead (slow: for tests on about a thousand elements).
 
 import functools
 import math
-import types
 
 import numpy as np
 
 from .._checks import is_device_array  # noqa: F401  (part of this module's API)
+from .jit import with_globals
 from .rules import RULES
 
 #: threads per block of the update kernels (tests patch it small to cover several blocks)
@@ -80,7 +81,8 @@ scalar = cuda = tree_sum = None
 
 def _update_kernel(p, g, s0, s1, s2, h, f, status):
     # status: None, or a device status word (fastopt.nn.cuda): a step whose input was
-    # rejected on the device changes nothing
+    # rejected on the device changes nothing. The loop body is the CPU's
+    # (fastopt.kernels.cpu._update_loop), written twice on purpose: see the comment there.
     if status is not None:
         if status[0] != 0 or status[1] != 0:
             return
@@ -99,15 +101,6 @@ def _update_kernel(p, g, s0, s1, s2, h, f, status):
             s1[i] = a1
         if s2 is not None:
             s2[i] = a2
-
-
-def with_globals(fn, name, **bindings):
-    """A copy of the module-level function ``fn`` whose globals include ``bindings``."""
-    env = dict(fn.__globals__)
-    env.update(bindings)
-    copy = types.FunctionType(fn.__code__, env, name, fn.__defaults__, fn.__closure__)
-    copy.__qualname__ = name
-    return copy
 
 
 @functools.cache
@@ -129,7 +122,7 @@ def device_rule(name):
 def kernel_function(name):
     """The Python function of the update kernel for rule ``name`` (for ``compile_ptx``)."""
     return with_globals(_update_kernel, f"{name}_update_cuda", scalar=device_rule(name),
-                         cuda=_import_cuda())
+                        cuda=_import_cuda())
 
 
 @functools.cache

@@ -9,6 +9,9 @@ for generated kernels, and this module handles both:
   therefore not closures but *variants*: a copy of one module-level function whose
   globals bind the names it calls (a scalar rule, a loss, an update loop) and whose
   qualified name is unique, so each variant has its own cache entry.
+  ``with_globals`` makes such copies; it is the one copy helper of the project, used by
+  the GPU kernels (``fastopt.kernels.cuda``, ``fastopt.nn.cuda``) as well, which are not
+  cached and keep their plain names.
 * The cache of a kernel is invalidated only when its own file changes, not when an
   inlined function from another file does. Every kernel's name carries a hash of the
   kernel sources and of the BLAS choice (``source_tag``), so editing any of them, or
@@ -51,7 +54,7 @@ def jit(fn=None, *, parallel=False, options=None):
     if fn is None:
         return functools.partial(jit, parallel=parallel, options=options)
     if not fn.__qualname__.endswith(source_tag()):
-        fn = _renamed(fn, fn.__globals__, fn.__name__)
+        fn = with_globals(fn, fn.__name__, qualname=_cache_name(fn.__name__))
     opts = dict(config.CPU_JIT if options is None else options, parallel=parallel)
     try:
         return njit(cache=True, **opts)(fn)
@@ -67,15 +70,29 @@ def variant(fn, name, *, parallel=False, options=None, **bindings):
     ``bindings`` refer to the given objects (compiled functions, integer constants).
 
     ``name`` must be unique among the variants of ``fn``: it names the cache entry."""
-    env = dict(fn.__globals__)
-    env.update(bindings)
-    return jit(_renamed(fn, env, name), parallel=parallel, options=options)
+    copy = with_globals(fn, name, qualname=_cache_name(name), **bindings)
+    return jit(copy, parallel=parallel, options=options)
 
 
-def _renamed(fn, env, name):
-    """A copy of fn with globals env, cached under the name ``<name>_<source_tag>``."""
+def with_globals(fn, name, *, qualname=None, **bindings):
+    """A copy of the module-level function ``fn``, called ``name`` (qualified name
+    ``qualname``, default ``name``), in which the global names in ``bindings`` refer to
+    the given objects.
+
+    With bindings the copy reads a snapshot of fn's module globals plus the bindings;
+    without, it shares fn's module globals (a decorator at import time then still sees the
+    names defined further down the module)."""
+    env = fn.__globals__
+    if bindings:
+        env = dict(env)
+        env.update(bindings)
     copy = types.FunctionType(fn.__code__, env, name, fn.__defaults__, fn.__closure__)
-    copy.__qualname__ = f"{name}_{source_tag()}"
+    copy.__qualname__ = name if qualname is None else qualname
     copy.__module__ = fn.__module__
     copy.__doc__ = fn.__doc__
     return copy
+
+
+def _cache_name(name):
+    """The qualified name a CPU kernel is cached under: ``<name>_<source_tag>``."""
+    return f"{name}_{source_tag()}"
