@@ -13,8 +13,9 @@ arithmetic only):
 - ``bias_grad``: column sums of dZ, one block per 32 columns; 8 threads per column sum
   strided rows, then one thread adds the 8 partial sums in a fixed order. No atomics, so
   the result is the same on every run.
-- ``xent`` / ``mse``: one thread per row (loss of the row and dLoss/dlogits), then
-  ``reduce``: one block sums the row losses in a fixed tree order into a loss slot.
+- ``xent`` / ``mse``: one thread per row (loss of the row and dLoss/dlogits: the CPU's
+  row functions ``fastopt.nn.kernels.xent_row`` / ``mse_row``), then ``reduce``: one
+  block sums the row losses in a fixed tree order into a loss slot.
 - ``check``: NaN/inf in X and labels out of range (or non-finite targets) set a device
   *status word*; the update kernel of the step is gated on it, so a rejected batch changes
   nothing, and the host hears of it when it next reads a value from the device (the
@@ -22,9 +23,10 @@ arithmetic only):
 - ``gather``: the rows of a mini-batch from the device copy of the training set (``fit``
   takes the data to the device once, then sends only index arrays).
 
-The activation functions and their derivatives are the CPU ones
-(``fastopt.nn.kernels.act_forward`` / ``act_derivative``) compiled as inline device
-functions: each formula is written once.
+The activation functions and their derivatives, and the per-row losses, are the CPU ones
+(``fastopt.nn.kernels.act_forward`` / ``act_derivative`` / ``xent_row`` / ``mse_row``)
+compiled as inline device functions: each formula is written once. Kernels are plain
+Python functions bound per variant with ``fastopt.kernels.jit.with_globals``.
 
 One ``train_step`` launches 4L + 3 kernels for L layers (check, L forward products, loss,
 reduce, L weight-gradient products, L bias sums, L - 1 input-gradient products, update):
@@ -37,6 +39,7 @@ import math
 import numpy as np
 
 from ..kernels import cuda as gpu
+from ..kernels.jit import with_globals
 from . import kernels as K
 
 #: GEMM tile (TILE x TILE threads per block); tests patch it small to cover ragged tiles
@@ -50,8 +53,9 @@ THREADS = 128
 
 PLAIN, BIAS, BIAS_ACT, ACT_GRAD = range(4)
 
-# bound per compiled variant (gpu.with_globals)
+# bound per compiled variant (with_globals)
 cuda = act_forward = act_derivative = consts = DT = None
+xent_row = mse_row = None
 any_nonfinite = check_x = tree_sum = None
 TRANS_A = TRANS_B = False
 EPILOGUE = PLAIN
@@ -147,18 +151,7 @@ def _xent(dlogits, rowloss, logits, labels):
     label = labels[i]
     if label < 0 or label >= classes:
         label = 0
-    m = logits[i, 0]
-    for j in range(1, classes):
-        if logits[i, j] > m:
-            m = logits[i, j]
-    s = c[0]
-    for j in range(classes):
-        s += math.exp(logits[i, j] - m)
-    rowloss[i] = m + math.log(s) - logits[i, label]
-    inv_n = c[1] / DT(n)
-    for j in range(classes):
-        dlogits[i, j] = math.exp(logits[i, j] - m) / s * inv_n
-    dlogits[i, label] -= inv_n
+    rowloss[i] = xent_row(dlogits, logits, i, label, c[0], c[1] / DT(n), True)
 
 
 def _mse(dout, rowloss, out, targets):
@@ -169,12 +162,7 @@ def _mse(dout, rowloss, out, targets):
         return
     c = consts(out)
     scale = (c[1] + c[1]) / DT(n * classes)
-    s = c[0]
-    for j in range(classes):
-        r = out[i, j] - targets[i, j]
-        s += r * r
-        dout[i, j] = r * scale
-    rowloss[i] = s
+    rowloss[i] = mse_row(dout, out, targets, i, c[0], c[1], scale, True)  # 1 * r * scale
 
 
 def _reduce(losses, slot, rowloss, scale):
@@ -267,21 +255,21 @@ def _numba_real(dtype):
 def _device_functions():
     jit = gpu._import_cuda().jit
     dev = {n: jit(device=True, inline="always")(getattr(K, n).py_func)
-           for n in ("act_forward", "act_derivative", "_consts")}
+           for n in ("act_forward", "act_derivative", "_consts", "xent_row", "mse_row")}
     dev["consts"] = dev.pop("_consts")
     dev["any_nonfinite"] = jit(device=True, inline="always")(
-        gpu.with_globals(_any_nonfinite, "any_nonfinite", cuda=gpu._import_cuda()))
+        with_globals(_any_nonfinite, "any_nonfinite", cuda=gpu._import_cuda()))
     dev["check_x"] = jit(device=True, inline="always")(
-        gpu.with_globals(_check_x, "check_x", cuda=gpu._import_cuda(),
-                         any_nonfinite=dev["any_nonfinite"]))
+        with_globals(_check_x, "check_x", cuda=gpu._import_cuda(),
+                     any_nonfinite=dev["any_nonfinite"]))
     dev["tree_sum"] = gpu.device_tree_sum()
     return dev
 
 
 def _bind(fn, name, dtype, **constants):
     """The Python function ``fn`` with the CUDA module, device helpers and constants bound."""
-    return gpu.with_globals(fn, name, cuda=gpu._import_cuda(), DT=_numba_real(dtype),
-                            **_device_functions(), **constants)
+    return with_globals(fn, name, cuda=gpu._import_cuda(), DT=_numba_real(dtype),
+                        **_device_functions(), **constants)
 
 
 GEMM_MODES = {  # name -> (TRANS_A, TRANS_B, EPILOGUE)

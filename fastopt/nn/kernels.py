@@ -159,27 +159,58 @@ def linear_backward(dinp, dW, db, dz, inp, W, need_dinp):
 
 # ---------------------------------------------------------------------------------------
 # losses (mean over the batch); accumulate in float64, gradients in the data dtype
+#
+# Each loss is written once, per row (``xent_row``, ``mse_row``): the CPU loops below call
+# the rows in order, the GPU runs one thread per row (``fastopt.nn.cuda``, which compiles
+# the same functions as inline device functions). The caller's arguments set the precision
+# of the sums: float64 here, the data dtype on the GPU.
+
+
+@njit(inline="always", **JIT)
+def xent_row(dlogits, logits, i, label, zero, inv_n, need_grad):
+    """Softmax cross-entropy of row i of logits with the integer ``label``: returns
+    m + log(sum_j exp(logits[i, j] - m)) - logits[i, label] (m the row's maximum) and, if
+    need_grad, writes dlogits[i] = (softmax - onehot) * inv_n. The exponentials are summed
+    from ``zero``, whose type is the precision of the sum."""
+    c = logits.shape[1]
+    m = logits[i, 0]
+    for j in range(1, c):
+        if logits[i, j] > m:
+            m = logits[i, j]
+    s = zero
+    for j in range(c):
+        s += math.exp(logits[i, j] - m)
+    loss = m + math.log(s) - logits[i, label]
+    if need_grad:
+        for j in range(c):
+            dlogits[i, j] = math.exp(logits[i, j] - m) / s * inv_n
+        dlogits[i, label] -= inv_n
+    return loss
+
+
+@njit(inline="always", **JIT)
+def mse_row(dout, out, targets, i, acc, coef, inv, need_grad):
+    """acc plus the squared errors of row i, added to it one by one (so a loop over rows
+    sums every element in order), and, if need_grad, dout[i, j] = coef * r * inv with r =
+    out[i, j] - targets[i, j]. The CPU passes coef = 2 and inv = 1/(N C), the GPU 1 and
+    2/(N C) in the data dtype: each keeps the rounding it has always had."""
+    c = out.shape[1]
+    for j in range(c):
+        r = out[i, j] - targets[i, j]
+        acc += r * r
+        if need_grad:
+            dout[i, j] = coef * r * inv
+    return acc
 
 
 @jit
 def softmax_xent_forward_backward(dlogits, logits, labels, need_grad):
     """Mean softmax cross-entropy of integer labels; dlogits = (softmax - onehot) / N."""
-    n, c = logits.shape
+    n = logits.shape[0]
     total = 0.0
     inv_n = 1.0 / n
     for i in range(n):
-        m = logits[i, 0]
-        for j in range(1, c):
-            if logits[i, j] > m:
-                m = logits[i, j]
-        s = 0.0
-        for j in range(c):
-            s += math.exp(logits[i, j] - m)
-        total += m + math.log(s) - logits[i, labels[i]]
-        if need_grad:
-            for j in range(c):
-                dlogits[i, j] = math.exp(logits[i, j] - m) / s * inv_n
-            dlogits[i, labels[i]] -= inv_n
+        total += xent_row(dlogits, logits, i, labels[i], 0.0, inv_n, need_grad)
     return total * inv_n
 
 
@@ -190,11 +221,7 @@ def mse_forward_backward(dout, out, targets, need_grad):
     inv = 1.0 / (n * c)
     total = 0.0
     for i in range(n):
-        for j in range(c):
-            r = out[i, j] - targets[i, j]
-            total += r * r
-            if need_grad:
-                dout[i, j] = 2 * r * inv
+        total = mse_row(dout, out, targets, i, total, 2, inv, need_grad)
     return total * inv
 
 
