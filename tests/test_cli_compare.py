@@ -62,7 +62,8 @@ def test_files_histories_and_settings(finished):
                   for b in (64, 128) for s in (3, 4))
     assert names == want
     assert "sgd_lr1e6_b64_s3.csv" in names and "adam_lr3e-3_b128_s4.csv" in names
-    for name in ("summary.csv", "compare_b64.png", "compare_b128.png", "settings.json"):
+    for name in ("summary.csv", "verdict.txt", "compare_b64.png", "compare_b128.png",
+                 "settings.json"):
         assert (out / name).stat().st_size > 0
         assert str(out / name) in stdout
     assert str(out / "histories") in stdout
@@ -75,6 +76,8 @@ def test_files_histories_and_settings(finished):
     lrs = [r["lr"] for r in history.records]  # the schedule halves lr every 10 steps
     assert lrs[0] == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.1 * 0.5 ** 1.2)
     assert history.compile_time >= 0 and history.eval_time > 0
+    cpu = [r["cpu_time"] for r in history.records]  # training's CPU seconds, cumulative
+    assert cpu[0] == 0 and cpu == sorted(cpu) and cpu[-1] > 0
 
     settings = json.loads((out / "settings.json").read_text())
     assert settings["command"] == "compare" and settings["status"] == "complete"
@@ -85,6 +88,8 @@ def test_files_histories_and_settings(finished):
     assert resolved["optimizers"]["adam:lr=3e-3"] == {"class": "Adam", "lr": 0.003}
     assert resolved["optimizers"]["sgd"] == {"class": "SGD", "lr": 0.1}
     assert settings["eval_every"] == {"64": 5, "128": 3}
+    assert resolved["evaluations"] == "4 evenly spaced"
+    assert resolved["interleaved"].startswith("round robin")
 
 
 @pytest.mark.slow
@@ -113,9 +118,32 @@ def test_summary_rows_and_columns(finished):
         assert r["final_test_loss_mean"] == "" and r["reached_target"] == "0"
     assert "note: sgd:lr=1e6, batch 64, seed 3: diverged at step" in stdout
     # the plain-text table: one line per row, diverged marked
-    table = stdout[stdout.index("final test acc %"):].splitlines()
+    table = stdout[stdout.index("final test acc %"):].split("\n\n")[0].splitlines()
     assert len(table) == 2 + len(rows)
     assert "diverged 2/2" in table[-1] and table[-1].startswith("sgd:lr=1e6")
+    # the load it ran under, on every row and on stdout
+    for r in rows:
+        assert r["machine_busy"] in ("yes", "no") and float(r["load_max"]) >= 0
+        assert r["load_start"] == rows[0]["load_start"]
+        assert float(r["cpu_seconds"]) > 0 and float(r["cpu_per_wall"]) > 0
+    assert "load: load average" in stdout
+    assert ("note: the machine was busy" in stdout) == (rows[0]["machine_busy"] == "yes")
+
+
+@pytest.mark.slow
+def test_verdict_file_and_column(finished):
+    out, stdout, _ = finished
+    said = (out / "verdict.txt").read_text().splitlines()
+    rows = read_csv(out / "summary.csv")
+    # contestants are optimizer x batch size; the diverging one never reaches 95%
+    assert said[0].startswith(("by training time ", "no run reached 95%"))
+    assert "verdict: " + said[0] in stdout
+    for r in rows:
+        assert r["verdict"]
+    bad = [r for r in rows if r["optimizer"] == "sgd:lr=1e6"]
+    if not said[0].startswith("no run"):
+        assert all("did not reach the target" in r["verdict"] for r in bad)
+        assert any("sgd:lr=1e6 b64: did not reach the target" in line for line in said)
 
 
 def runs_from_folder(out, labels, batch_sizes, seeds, lrs):
@@ -189,9 +217,17 @@ def test_summary_numbers_from_known_histories():
     assert row["final_test_loss_mean"] == pytest.approx(0.05)  # the diverged run left out
     assert row["best_test_loss"] == pytest.approx((0.05 + 0.09) / 2)
     assert row["reached_target"] == 2
-    assert row["steps_to_target"] == pytest.approx((20 + 30) / 2)
-    assert row["seconds_to_target"] == pytest.approx((1.0 + 1.5) / 2)
+    # interpolated between the evaluations around the crossing of 0.9:
+    # seed 0 from 0.5 (step 10, 0.5 s) to 0.92 (step 20, 1.0 s), 0.4/0.42 of the way;
+    # seed 1 from 0.85 (step 20, 1.0 s) to 0.91 (step 30, 1.5 s), 0.05/0.06 of the way
+    f0, f1 = 0.4 / 0.42, 0.05 / 0.06
+    assert row["steps_to_target"] == pytest.approx(((10 + 10 * f0) + (20 + 10 * f1)) / 2)
+    assert row["seconds_to_target"] == pytest.approx(
+        ((0.5 + 0.5 * f0) + (1.0 + 0.5 * f1)) / 2)
+    assert row["target_resolution"] == pytest.approx(10 / (10 + 10 * f0))
     assert row["compile_seconds"] == 0.25
+    assert row["verdict"].startswith("time: first (1.")  # the only contestant
+    assert "load_start" not in row  # no meter: the load columns stay empty
 
 
 def test_evaluation_interval():
@@ -207,7 +243,8 @@ def test_defaults_and_help(capsys):
     args = build_parser().parse_args(["compare"])
     assert args.dataset == "mnist" and args.batch_sizes == "128"
     assert args.optimizers == "sgd,momentum,nesterov,adagrad,rmsprop,adam,adamw"
-    assert args.hidden == "100,100,100,100" and args.seeds == 1 and args.seconds is None
+    assert args.hidden == "100,100,100,100" and args.seeds == 3 and args.seconds is None
+    assert args.evals is None and compare.DEFAULT_SECONDS == 2.0
     configs = training.configs_from_text(args.optimizers)
     kwargs = {c.label: c.kwargs for c in configs}
     assert kwargs["momentum"] == {"momentum": 0.9, "lr": 0.02}
@@ -216,8 +253,8 @@ def test_defaults_and_help(capsys):
     assert compare.TARGET_ACCURACY == {"mnist": 0.97, "digits": 0.95}
     code, stdout, _ = cli(["compare", "--help"], capsys)
     assert code == 0
-    for words in ("under a minute", "adam:lr=3e-4", "summary.csv", "--schedule",
-                  "cosine:decay_steps"):
+    for words in ("under 90 s", "adam:lr=3e-4", "summary.csv", "verdict.txt", "--schedule",
+                  "cosine:decay_steps", "round robin", "separable", "log-spaced"):
         assert words in stdout
 
 
@@ -313,24 +350,29 @@ def test_missing_extra_says_what_to_install(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "never").exists()
 
 
-def test_ctrl_c_keeps_finished_histories_and_summary(tmp_path, capsys, monkeypatch):
-    real = training.train_run
+def test_ctrl_c_keeps_the_histories_so_far_and_their_summary(tmp_path, capsys, monkeypatch):
+    real = training.Runner.advance
     calls = []
 
-    def second_is_interrupted(*args, **kwargs):
-        calls.append(args)
-        if len(calls) == 2:
+    def third_turn_is_interrupted(self, seconds=None):
+        calls.append(self.label)
+        if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(*args, **kwargs)
+        return real(self, seconds)
 
-    monkeypatch.setattr(training, "train_run", second_is_interrupted)
+    monkeypatch.setattr(training.Runner, "advance", third_turn_is_interrupted)
     out = tmp_path / "cut"
     code, _, err = cli(["compare", "--dataset", "digits", "--optimizers", "sgd,adam",
-                        "--hidden", "16", "--epochs", "1", "--no-progress", "--out", str(out)],
-                       capsys)
-    assert code == 130
+                        "--hidden", "16", "--seconds", "5", "--seeds", "1", "--no-progress",
+                        "--out", str(out)], capsys)
+    assert code == 130 and calls == ["sgd", "adam", "sgd"]  # turns: round robin
     assert str(out) in err and "interrupted" in err
     assert json.loads((out / "settings.json").read_text())["status"] == "interrupted"
-    assert [p.name for p in (out / "histories").iterdir()] == ["sgd_b128_s0.csv"]
+    names = sorted(p.name for p in (out / "histories").iterdir())
+    assert names == ["adam_b128_s0.csv", "sgd_b128_s0.csv"]
+    for name in names:
+        h = History.from_csv(out / "histories" / name)
+        assert h.stopped == "interrupted" and h.records[-1]["step"] > 0
+        assert 0.1 < h.records[-1]["wall_time"] < 1.0  # one or two turns of 0.15 s
     rows = read_csv(out / "summary.csv")
-    assert [r["optimizer"] for r in rows] == ["sgd"]
+    assert [r["optimizer"] for r in rows] == ["sgd", "adam"]

@@ -2,22 +2,38 @@
 a real data set; who wins, against training wall time and against steps.
 
 Every run builds ``fastopt.nn.MLP([n_features, *hidden, n_classes], activation="relu",
-init="he_normal", seed=s)`` and trains it with ``fastopt.train.fit`` (mini-batches without
-replacement, reshuffled every epoch, seeded by ``s``) for ``--seconds`` of training (the
-clock excludes evaluation and compilation) or ``--epochs``, evaluating the full test set
-about ``--evals`` times. Seeds are ``--seed``, ``--seed + 1``, ... (``--seeds`` of them).
-A run whose loss becomes NaN or infinite, or ends more than 10 times the untrained network's
-test loss, is recorded as diverged (its history up to then is kept); the others go on.
+init="he_normal", seed=s)`` and trains it with a ``fastopt.train.Training`` (mini-batches
+without replacement, reshuffled every epoch, seeded by ``s``) for ``--seconds`` of training
+(the clock excludes evaluation and compilation) or ``--epochs``. Seeds are ``--seed``,
+``--seed + 1``, ... (``--seeds`` of them). A run whose loss becomes NaN or infinite, or
+ends more than 10 times the untrained network's test loss, is recorded as diverged (its
+history up to then is kept); the others go on.
+
+Fair timing: all runs of a comparison (optimizers x batch sizes x seeds) advance in turn,
+``SLICE_SECONDS`` of training each, round robin, so a burst of background load lands on
+all of them alike; each run's history records its training wall and CPU seconds, and a
+``fastopt.experiments.load.LoadMeter`` measures the load the command ran under. When the
+machine was busy the command says so, with the numbers, on stdout, in summary.csv and on
+the figures. The runs' numbers in steps do not depend on the interleaving (each run has
+its own seeds).
+
+Evaluations of the full test set come at log-spaced steps from the first
+(``training.LogSpacedEvaluations``: x1.5, x1.05 near the target), so the early phase is
+drawn and the seconds and steps to the target accuracy, interpolated between the two
+evaluations around the crossing (``verdict.crossing``), are known to about 5%;
+``--evals N`` spaces N evaluations evenly instead. The verdict (``verdict.decide``): who
+reaches the target first by training time and by steps, and each other's margin, and
+whether it exceeds the spread over seeds.
 
 Results (in the run folder)
     histories/<optimizer>_b<batch>_s<seed>.csv   fastopt.train.History of each run
     summary.csv           one row per optimizer x batch size (columns: SUMMARY_COLUMNS)
+    verdict.txt           first line: the verdict; then every margin
     compare_b<batch>.png  test loss and test accuracy versus training seconds and versus
                           steps, one line per optimizer (mean over seeds, band: min..max)
     settings.json         see ``fastopt.runs``
 
-``summary.csv`` and the history files are written as each run finishes, so an interrupted
-comparison keeps everything finished so far.
+On Ctrl-C the histories so far (``stopped=interrupted``) and their summary are written.
 """
 
 import argparse
@@ -27,11 +43,13 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import runs
-from . import plots, textbook, training
+from . import load, plots, textbook, training, verdict
 from .training import OPTIMIZERS
 
-DEFAULT_SECONDS = 5.0
-DEFAULT_EVALS = 25
+DEFAULT_SECONDS = 2.0
+DEFAULT_SEEDS = 3
+#: training seconds of one run's turn in the round robin
+SLICE_SECONDS = 0.15
 #: --target-accuracy defaults per data set
 TARGET_ACCURACY = {"mnist": 0.97, "digits": 0.95}
 
@@ -41,6 +59,8 @@ SUMMARY_COLUMNS = [
     "final_test_loss_mean", "best_test_loss",
     "target_accuracy", "reached_target", "seconds_to_target", "steps_to_target",
     "train_seconds", "steps", "epochs", "samples_per_s", "compile_seconds", "eval_seconds",
+    "target_resolution", "verdict", "cpu_seconds", "cpu_per_wall",
+    "load_start", "load_max", "load_end", "other_cores", "machine_busy",
 ]
 SUMMARY_HELP = """\
 summary.csv (one row per optimizer x batch size; mean over seeds unless named):
@@ -52,11 +72,23 @@ summary.csv (one row per optimizer x batch size; mean over seeds unless named):
   best_test_loss            lowest test loss of a run
   reached_target            runs that reached --target-accuracy; seconds_to_target and
                             steps_to_target average those runs (empty if none): training
-                            seconds and steps at the first evaluation at or above the target
+                            seconds and steps where the test accuracy first reached the
+                            target, interpolated between the evaluations around it
   train_seconds, steps, epochs, samples_per_s   training time (without evaluation and
                             compilation), updates, passes over the data, throughput
   compile_seconds, eval_seconds  fit's warm-up (Numba compilation, or loading it from the
-                            cache) and time spent evaluating"""
+                            cache) and time spent evaluating
+  target_resolution         the widest gap between the evaluations around a crossing,
+                            relative to its steps (0.05: to-target numbers known to 5%)
+  verdict                   time: and steps: first, or the ratio to the winner's mean (and
+                            the difference), separable when the seeds' ranges do not
+                            overlap the winner's (verdict.txt says it in words)
+  cpu_seconds, cpu_per_wall training's CPU seconds (all threads), and per wall second:
+                            below 1, the runs waited for a core
+  load_start, load_max, load_end  the 1-minute load average at the start, its highest
+                            sample and at the end (the same on every row)
+  other_cores, machine_busy cores other processes kept busy on average (from /proc/stat)
+                            and whether the machine counted as busy (yes/no)"""
 
 
 class Plan(NamedTuple):
@@ -70,6 +102,7 @@ class Plan(NamedTuple):
     evals: int
     target_accuracy: float
     schedule: str  # None, or a fastopt.schedules.from_string spec
+    slice_seconds: float = SLICE_SECONDS  # one run's turn in the round robin
 
 
 # ---------------------------------------------------------------------------------------
@@ -89,12 +122,23 @@ def add_parser(sub):
         epilog=f"""\
 time: with the defaults (mnist, {len(training.DEFAULT_OPTIMIZERS.split(','))} optimizers, \
 batch 128, {DEFAULT_SECONDS:g} s of training per run,
-  1 seed) the command takes under a minute on 2 cores once Numba's kernel cache is warm
-  (measured: 46 s): {DEFAULT_SECONDS:g} s of training + ~0.7 s of evaluation \
-({DEFAULT_EVALS} evaluations of the
-  10,000 test images) per run, plus ~10 s to start, load MNIST and draw. The first run on
-  a machine also compiles the kernels (about a minute more; measured: 96 s in all).
-  Total: about (seconds + 0.7) x optimizers x batch sizes x seeds + 10 s.
+  {DEFAULT_SEEDS} seeds: 21 runs) the command takes under 90 s on 2 cores once Numba's kernel
+  cache is warm: {DEFAULT_SECONDS:g} s of training + ~1 s of evaluation (about 30 log-spaced \
+evaluations of
+  the 10,000 test images) per run, plus ~10 s to start, load MNIST and draw. The first run
+  on a machine also compiles the kernels (about a minute more).
+  Total: about (seconds + 1) x optimizers x batch sizes x seeds + 10 s.
+
+fairness: the runs advance in turn, {SLICE_SECONDS:g} s of training each, round robin, so \
+background
+  load slows all of them alike; the load average, the cores other processes used and the
+  CPU seconds training got per wall second are printed and written to summary.csv, and a
+  busy machine is named on stdout and on the figures.
+
+verdict: who reaches --target-accuracy first by training time and by steps (interpolated
+  between log-spaced evaluations, to about 5%), each other's margin (ratio and difference
+  of the means over seeds), and whether it exceeds the spread over seeds (separable: the
+  seeds' min..max ranges do not overlap), printed and written to verdict.txt.
 
 {training.OPTIMIZER_HELP}
 
@@ -106,8 +150,8 @@ batch 128, {DEFAULT_SECONDS:g} s of training per run,
 
 {SUMMARY_HELP}
 
-outputs: histories/<optimizer>_b<batch>_s<seed>.csv, summary.csv, compare_b<batch>.png,
-  settings.json""")
+outputs: histories/<optimizer>_b<batch>_s<seed>.csv, summary.csv, verdict.txt,
+  compare_b<batch>.png, settings.json""")
     p.add_argument("--dataset", default="mnist",
                    help="mnist (default; needs pip install \"fastopt[mnist]\") or digits "
                         "(8x8 images, scikit-learn)")
@@ -124,12 +168,13 @@ outputs: histories/<optimizer>_b<batch>_s<seed>.csv, summary.csv, compare_b<batc
                              f"counted (default {DEFAULT_SECONDS:g})")
     budget.add_argument("--epochs", type=int, default=None,
                         help="passes over the training set per run, instead of --seconds")
-    p.add_argument("--seeds", type=int, default=1,
-                   help="runs per optimizer and batch size, seeds --seed, --seed+1, ... "
-                        "(default 1; with more, plots show the min..max band)")
-    p.add_argument("--evals", type=int, default=DEFAULT_EVALS,
-                   help=f"evaluations of the test set per run, about evenly spaced "
-                        f"(default {DEFAULT_EVALS}; each costs ~0.03 s on MNIST)")
+    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
+                   help=f"runs per optimizer and batch size, seeds --seed, --seed+1, ... "
+                        f"(default {DEFAULT_SEEDS}; plots show the min..max band)")
+    p.add_argument("--evals", type=int, default=None,
+                   help="evaluations of the test set per run, evenly spaced (default: "
+                        "log-spaced from the first step, x1.5, x1.05 near the target; "
+                        "each costs ~0.03 s on MNIST)")
     p.add_argument("--schedule", default=None, metavar="SPEC",
                    help="learning-rate schedule for every optimizer, see below (default: "
                         "constant lr)")
@@ -159,7 +204,8 @@ def check_args(args):
         seconds = runs.check_positive("--seconds", DEFAULT_SECONDS if args.seconds is None
                                       else args.seconds)
     runs.check_count("--seeds", args.seeds)
-    runs.check_count("--evals", args.evals)
+    if args.evals is not None:
+        runs.check_count("--evals", args.evals)
     if args.target_accuracy is not None and not 0 < args.target_accuracy <= 1:
         raise ValueError(f"--target-accuracy must be in (0, 1], e.g. 0.97, got "
                          f"{args.target_accuracy!r}")
@@ -187,47 +233,84 @@ def eval_every(plan, batch_size, seconds_per_step=None):
     return max(1, round(plan.seconds / plan.evals / seconds_per_step))
 
 
-def summarize(plan, results):
-    """Summary rows (dicts with SUMMARY_COLUMNS) of the finished runs, in plan order."""
-    chance = training.chance(plan.data)
-    rows = []
+def contestant(plan, label, batch_size):
+    """How the verdict names an optimizer at a batch size (the batch only when several)."""
+    return label if len(plan.batch_sizes) == 1 else f"{label} b{batch_size}"
+
+
+def groups(plan, results):
+    """[(config, batch size, runs)] in plan order, for the combinations that have runs."""
+    out = []
     for batch in plan.batch_sizes:
         for config in plan.configs:
             group = [r for r in results if r.label == config.label and r.batch_size == batch]
-            if not group:
-                continue
-            finals = [chance if r.diverged else r.history.records[-1]["test_accuracy"]
-                      for r in group]
-            reached = [training.first_reaching(r.history, plan.target_accuracy)
-                       for r in group]
-            reached = [rec for rec in reached if rec is not None]
-            last = [r.history.records[-1] for r in group]
-            rows.append(dict(
-                optimizer=config.label, batch_size=batch,
-                settings=training.settings_of(config)
-                + (f" schedule={plan.schedule}" if plan.schedule else ""),
-                seeds=len(group), diverged=sum(r.diverged for r in group),
-                final_test_accuracy_mean=float(np.mean(finals)),
-                final_test_accuracy_min=float(min(finals)),
-                final_test_accuracy_max=float(max(finals)),
-                final_test_loss_mean=training.mean_or_nan(
-                    [rec["test_loss"] for r, rec in zip(group, last) if not r.diverged]),
-                best_test_loss=training.mean_or_nan(
-                    [min((x["test_loss"] for x in training.finite_records(r.history)),
-                         default=float("nan")) for r in group]),
-                target_accuracy=plan.target_accuracy, reached_target=len(reached),
-                seconds_to_target=training.mean_or_nan([x["wall_time"] for x in reached]),
-                steps_to_target=training.mean_or_nan([x["step"] for x in reached]),
-                train_seconds=training.mean_or_nan([x["wall_time"] for x in last]),
-                steps=training.mean_or_nan([x["step"] for x in last]),
-                epochs=training.mean_or_nan([x["epoch"] for x in last]),
-                samples_per_s=training.mean_or_nan(
-                    [x["epoch"] * plan.data.n_train / x["wall_time"] for x in last
-                     if x["wall_time"] > 0]),
-                compile_seconds=training.mean_or_nan([r.history.compile_time for r in group]),
-                eval_seconds=training.mean_or_nan([r.history.eval_time for r in group]),
-            ))
+            if group:
+                out.append((config, batch, group))
+    return out
+
+
+def decide(plan, results):
+    """The verdict.Verdict of the runs: who reaches the target first, by how much."""
+    return verdict.decide(
+        {contestant(plan, config.label, batch): [verdict.crossing(r.history,
+                                                                  plan.target_accuracy)
+                                                 for r in group]
+         for config, batch, group in groups(plan, results)}, plan.target_accuracy)
+
+
+def summarize(plan, results, machine=None):
+    """Summary rows (dicts with SUMMARY_COLUMNS) of the runs, in plan order; ``machine``:
+    the load.Load the runs trained under (its columns empty without it)."""
+    decided = decide(plan, results)
+    rows = []
+    for config, batch, group in groups(plan, results):
+        row = _numbers(plan, config, batch, group)
+        row["verdict"] = verdict.cell(decided, contestant(plan, config.label, batch))
+        if machine is not None:
+            row.update(load_start=machine.load_start, load_max=machine.load_max,
+                       load_end=machine.load_end, other_cores=machine.other_cores,
+                       machine_busy="yes" if machine.busy else "no")
+        rows.append(row)
     return rows
+
+
+def _numbers(plan, config, batch, group):
+    """One summary row's numbers from the runs ``group`` of ``config`` at ``batch``."""
+    mean = training.mean_or_nan
+    finals = [training.chance(plan.data) if r.diverged
+              else r.history.records[-1]["test_accuracy"] for r in group]
+    reached = [verdict.crossing(r.history, plan.target_accuracy) for r in group]
+    reached = [c for c in reached if c is not None]
+    last = [r.history.records[-1] for r in group]
+    cpu = [x.get("cpu_time", math.nan) for x in last]
+    return dict(
+        optimizer=config.label, batch_size=batch,
+        settings=training.settings_of(config)
+        + (f" schedule={plan.schedule}" if plan.schedule else ""),
+        seeds=len(group), diverged=sum(r.diverged for r in group),
+        final_test_accuracy_mean=float(np.mean(finals)),
+        final_test_accuracy_min=float(min(finals)),
+        final_test_accuracy_max=float(max(finals)),
+        final_test_loss_mean=mean(
+            [rec["test_loss"] for r, rec in zip(group, last) if not r.diverged]),
+        best_test_loss=mean(
+            [min((x["test_loss"] for x in training.finite_records(r.history)),
+                 default=float("nan")) for r in group]),
+        target_accuracy=plan.target_accuracy, reached_target=len(reached),
+        seconds_to_target=mean([c.seconds for c in reached]),
+        steps_to_target=mean([c.steps for c in reached]),
+        train_seconds=mean([x["wall_time"] for x in last]),
+        steps=mean([x["step"] for x in last]),
+        epochs=mean([x["epoch"] for x in last]),
+        samples_per_s=mean([x["epoch"] * plan.data.n_train / x["wall_time"] for x in last
+                            if x["wall_time"] > 0]),
+        compile_seconds=mean([r.history.compile_time for r in group]),
+        eval_seconds=mean([r.history.eval_time for r in group]),
+        target_resolution=max((c.resolution for c in reached), default=float("nan")),
+        cpu_seconds=mean(cpu),
+        cpu_per_wall=(sum(cpu) / sum(x["wall_time"] for x in last)
+                      if sum(x["wall_time"] for x in last) > 0 else float("nan")),
+    )
 
 
 def summary_table(rows, target):
@@ -312,12 +395,13 @@ _PANELS = [("wall_time", "test_loss", "test loss vs training time"),
           ("step", "test_accuracy", "test accuracy vs steps")]
 
 
-def plot_comparison(plan, results, batch_size, title=None):
+def plot_comparison(plan, results, batch_size, title=None, machine=None):
     """Test loss (log) and test accuracy versus training seconds and versus steps at one
     batch size; one line per optimizer (mean over seeds; shaded: min..max over seeds,
     diverged runs left out unless all diverged; a cross marks where a diverged curve
     ends). Returns a Figure with four axes: loss/time, loss/steps, accuracy/time,
-    accuracy/steps."""
+    accuracy/steps. ``machine``: the load.Load of the runs; a busy machine is named in
+    the title, with its numbers."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(13.5, 9.0), layout="constrained")
@@ -335,7 +419,7 @@ def plot_comparison(plan, results, batch_size, title=None):
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)),
                title="optimizer", fontsize="small")
-    fig.suptitle(title or _suptitle(plan, batch_size))
+    fig.suptitle(title or _suptitle(plan, batch_size, machine))
     return fig
 
 
@@ -392,12 +476,14 @@ def _setup_panel(ax, xcol, ycol, target, ranges):
     ax.set_ylabel("test accuracy (%; spacing log(100 - accuracy))")
 
 
-def _suptitle(plan, batch_size):
+def _suptitle(plan, batch_size, machine=None):
     budget = (f"{plan.seconds:g} s of training" if plan.epochs is None
               else f"{plan.epochs} epoch{'s' if plan.epochs > 1 else ''}")
     return (f"ReLU MLP {training.network_text(plan.data, plan.hidden)} on {plan.data.name}, "
             f"batch {batch_size}, {budget} per run, {training.seeds_text(plan.seeds)}"
-            + (f"\nschedule {plan.schedule}" if plan.schedule else ""))
+            + (f"\nschedule {plan.schedule}" if plan.schedule else "")
+            + (f"\nBUSY MACHINE, times are inflated: {machine.text()}"
+               if machine is not None and machine.busy else ""))
 
 
 # ---------------------------------------------------------------------------------------
@@ -424,66 +510,141 @@ def _resolved(plan):
         "target_accuracy": plan.target_accuracy, "schedule": plan.schedule,
         "data": {"name": plan.data.name, "train": plan.data.n_train,
                  "test": plan.data.n_test},
+        "evaluations": (f"{plan.evals} evenly spaced" if plan.evals is not None else
+                        "log-spaced from step 1: x1.5, x1.05 near the target"),
+        "interleaved": f"round robin, {plan.slice_seconds:g} s of training per turn",
     }
 
 
 def _run(args, plan, out):
-    from tqdm.auto import tqdm
-
-    progress = runs.progress_enabled(args.no_progress)
     histories = out / "histories"
     histories.mkdir(exist_ok=True)
     n_runs = len(plan.configs) * len(plan.batch_sizes) * len(plan.seeds)
     print(f"compare: {len(plan.configs)} optimizer(s) x {len(plan.batch_sizes)} batch "
           f"size(s) x {len(plan.seeds)} seed(s) = {n_runs} runs on {plan.data.name}, "
           + (f"{plan.seconds:g} s of training each" if plan.epochs is None
-             else f"{plan.epochs} epoch(s) each"), flush=True)
-
-    results, intervals = [], {}
-    bar = tqdm(total=n_runs, desc="compare", unit="run", disable=not progress)
+             else f"{plan.epochs} epoch(s) each")
+          + f", taking turns of {plan.slice_seconds:g} s", flush=True)
+    mode = runs.progress_mode(args.no_progress)
+    meter = load.LoadMeter()
+    runners = start_runners(plan, out, mode)
     try:
-        for batch in plan.batch_sizes:
-            if plan.epochs is None:
-                per_step, compile_s = training.seconds_per_step(
-                    plan.data, plan.hidden, plan.configs[0], batch, plan.seeds[0])
-                intervals[batch] = eval_every(plan, batch, per_step)
-                tqdm.write(f"batch {batch}: {1e3 * per_step:.3g} ms per step measured (after "
-                           f"{compile_s:.1f} s of compilation/cache loading); evaluating "
-                           f"every {intervals[batch]} steps")
-            else:
-                intervals[batch] = eval_every(plan, batch)
-            runs.update_settings(out, eval_every={str(b): e for b, e in intervals.items()})
-            for config in plan.configs:
-                for seed in plan.seeds:
-                    bar.set_postfix_str(f"{config.label} b{batch} s{seed}")
-                    result = training.train_run(
-                        plan.data, plan.hidden, config, batch, seed, schedule=plan.schedule,
-                        seconds=plan.seconds, epochs=plan.epochs,
-                        eval_every=intervals[batch])
-                    results.append(result)
-                    _write_history(result, histories)
-                    training.write_rows(summarize(plan, results), SUMMARY_COLUMNS,
-                                        out / "summary.csv")
-                    bar.update(1)
+        interleave(plan, runners, histories, meter, mode)
+    except KeyboardInterrupt:  # keep what the runs did so far, then stop as asked
+        partial = [r.partial() for r in runners]
+        for r in partial:
+            _write_history(r, histories)
+        machine = meter.result([r.history for r in partial])
+        training.write_rows(summarize(plan, partial, machine), SUMMARY_COLUMNS,
+                            out / "summary.csv")
+        raise
+    results = [r.result for r in runners]
+    machine = meter.result([r.history for r in results])
+    _report(args, plan, out, results, machine)
+    return results
+
+
+def start_runners(plan, out, mode):
+    """Build every run (compiles or loads the kernels, evaluates the untrained network),
+    in plan order: batch sizes, optimizers, seeds."""
+    intervals = {}
+    jobs = [(b, c, s) for b in plan.batch_sizes for c in plan.configs for s in plan.seeds]
+    bar = runs.Progress(total=len(jobs), desc="compare: starting", unit="runs", mode=mode)
+    runners = []
+    try:
+        for batch, config, seed in jobs:
+            if plan.evals is not None and batch not in intervals:
+                intervals[batch] = _interval(plan, batch, bar)
+                runs.update_settings(out, eval_every={str(b): e for b, e in intervals.items()})
+            when = (dict(eval_every=intervals[batch]) if plan.evals is not None
+                    else dict(eval_at=training.LogSpacedEvaluations(plan.target_accuracy)))
+            bar.set_postfix_str(f"{config.label} b{batch} s{seed}")
+            runners.append(training.Runner(
+                plan.data, plan.hidden, config, batch, seed, schedule=plan.schedule,
+                seconds=plan.seconds, epochs=plan.epochs, **when))
+            bar.update(1)
     finally:
         bar.close()
-    print(f"wrote {histories}/: {len(results)} histories (step, epoch, wall_time, "
+    return runners
+
+
+def _interval(plan, batch, bar):
+    """--evals: steps between evaluations at ``batch`` (with --seconds, from a short run
+    that measures the seconds per step)."""
+    if plan.epochs is not None:
+        return eval_every(plan, batch)
+    per_step, compile_s = training.seconds_per_step(plan.data, plan.hidden, plan.configs[0],
+                                                    batch, plan.seeds[0])
+    every = eval_every(plan, batch, per_step)
+    bar.write(f"batch {batch}: {1e3 * per_step:.3g} ms per step measured (after "
+              f"{compile_s:.1f} s of compilation/cache loading); evaluating every {every} "
+              "steps")
+    return every
+
+
+def interleave(plan, runners, histories, meter, mode):
+    """Train the runners in turns (``training.interleave``), sampling the load and showing
+    the progress in training milliseconds (--seconds) or steps (--epochs); each history
+    is written when its run ends. Returns the number of rounds."""
+    def done():
+        if plan.epochs is None:
+            return int(1e3 * sum(min(r.training.train_time, plan.seconds) for r in runners))
+        return sum(r.training.steps for r in runners)
+
+    if plan.epochs is None:  # in milliseconds: whole units, fine enough for the time left
+        total, unit = round(1e3 * plan.seconds * len(runners)), "ms of training"
+    else:
+        total = sum(plan.epochs * math.ceil(plan.data.n_train / r.batch_size)
+                    for r in runners)
+        unit = "steps"
+    bar = runs.Progress(total=total, desc="compare", unit=unit, mode=mode)
+    written = set()
+
+    def after(runner, round_):
+        meter.sample()
+        if runner.result is not None and id(runner) not in written:
+            _write_history(runner.result, histories)
+            written.add(id(runner))
+        bar.set_postfix_str(f"round {round_}, {runner.label} b{runner.batch_size} "
+                            f"s{runner.seed}")
+        bar.update(done() - bar.n)
+
+    try:
+        return training.interleave(runners, plan.slice_seconds, after)
+    finally:
+        bar.close()
+
+
+def _report(args, plan, out, results, machine):
+    """The finished comparison: summary, verdict, figures, the table, the load."""
+    histories = out / "histories"
+    print(f"wrote {histories}/: {len(results)} histories (step, epoch, wall_time, cpu_time, "
           "train_loss, test_loss, test_accuracy, lr)")
     for r in results:
         if r.diverged:
             print(f"note: {r.label}, batch {r.batch_size}, seed {r.seed}: {r.note}; its "
                   "curve stops there")
-    rows = summarize(plan, results)
+    rows = summarize(plan, results, machine)
+    training.write_rows(rows, SUMMARY_COLUMNS, out / "summary.csv")
     runs.wrote(out / "summary.csv", "one row per optimizer x batch size")
-
+    said = verdict.lines(decide(plan, results))
+    (out / "verdict.txt").write_text("\n".join(said) + "\n")
+    runs.wrote(out / "verdict.txt", "who reaches the target first, and by how much")
     runs.use_agg()
     for batch in plan.batch_sizes:
-        fig = plot_comparison(plan, results, batch)
+        fig = plot_comparison(plan, results, batch, machine=machine)
         for path in runs.save_figure(fig, out, f"compare_b{batch}", svg=args.svg):
             runs.wrote(path, f"test loss and accuracy vs time and vs steps, batch {batch}")
     print()
     print(summary_table(rows, plan.target_accuracy))
-    return results
+    print()
+    print(f"load: {machine.text()}")
+    if machine.busy:
+        print("note: the machine was busy while the runs trained: their seconds are longer "
+              "than on a quiet machine (the turns spread the load over all runs alike; "
+              "steps are not affected)")
+    print()
+    print("verdict: " + "\n".join(said))
 
 
 def _write_history(result, folder):

@@ -176,24 +176,124 @@ def build(data, hidden, config, seed, schedule=None):
 
 
 def train_run(data, hidden, config, batch_size, seed, schedule=None, seconds=None,
-              epochs=None, max_steps=None, eval_every=None):
+              epochs=None, max_steps=None, eval_every=None, eval_at=None):
     """Train one MLP; a Run. Divergence is recorded in the Run, never raised: the training
     loss became NaN or infinite (``TrainingDiverged``), or the final test loss is not
     finite or more than DIVERGED_FACTOR times the untrained network's (blown-up weights
     whose loss stays finite, e.g. when the ReLUs die)."""
-    from .. import train
+    runner = Runner(data, hidden, config, batch_size, seed, schedule=schedule,
+                    seconds=seconds, epochs=epochs, max_steps=max_steps,
+                    eval_every=eval_every, eval_at=eval_at)
+    runner.advance()
+    return runner.result
 
-    model, opt = build(data, hidden, config, seed, schedule)
-    with np.errstate(all="ignore"):
-        try:
-            history = train.fit(model, opt, data, batch_size=batch_size, epochs=epochs,
-                                max_steps=max_steps, time_budget=seconds,
-                                eval_every=eval_every, seed=seed, progress=False)
-        except train.TrainingDiverged as exc:
-            note = f"diverged at step {exc.step} (training loss {exc.loss})"
-            return Run(config.label, batch_size, seed, config.lr, exc.history, True, note)
-    note = blown_up(history)
-    return Run(config.label, batch_size, seed, config.lr, history, bool(note), note)
+
+class Runner:
+    """One run of a command that advances in slices (``fastopt.train.Training``), so that
+    the runs of a comparison can take turns; ``train_run``'s arguments. ``advance(seconds)``
+    returns True when the run has ended; ``result`` is its Run then (None before),
+    ``partial()`` a Run of what it did so far."""
+
+    def __init__(self, data, hidden, config, batch_size, seed, schedule=None, seconds=None,
+                 epochs=None, max_steps=None, eval_every=None, eval_at=None):
+        from .. import train
+
+        self.config, self.batch_size, self.seed = config, batch_size, seed
+        self.result = None
+        model, opt = build(data, hidden, config, seed, schedule)
+        with np.errstate(all="ignore"):  # the warm-up steps may overflow too
+            self.training = train.Training(
+                model, opt, data, batch_size=batch_size, epochs=epochs, max_steps=max_steps,
+                time_budget=seconds, eval_every=eval_every, eval_at=eval_at, seed=seed,
+                progress=False)
+
+    @property
+    def label(self):
+        return self.config.label
+
+    def advance(self, seconds=None):
+        from .. import train
+
+        if self.result is not None:
+            return True
+        with np.errstate(all="ignore"):
+            try:
+                if not self.training.advance(seconds):
+                    return False
+            except train.TrainingDiverged as exc:
+                self.result = self._run(True, f"diverged at step {exc.step} (training loss "
+                                              f"{exc.loss})")
+                return True
+        note = blown_up(self.training.history)
+        self.result = self._run(bool(note), note)
+        return True
+
+    def partial(self):
+        """The Run so far: the result once ended, else the history up to now (its
+        ``stopped`` reason "interrupted")."""
+        if self.result is not None:
+            return self.result
+        self.training.history.stopped = "interrupted"
+        return self._run(False, "interrupted")
+
+    def _run(self, diverged, note):
+        return Run(self.config.label, self.batch_size, self.seed, self.config.lr,
+                   self.training.history, diverged, note)
+
+
+def interleave(runners, seconds, after=None):
+    """Advance the ``runners`` in turn, ``seconds`` of training each, round robin, until
+    every one has ended, so that a burst of background load lands on all of them alike.
+    ``after(runner, round)`` is called after each turn. Returns the number of rounds."""
+    active = list(runners)
+    rounds = 0
+    while active:
+        rounds += 1
+        for runner in list(active):
+            if runner.advance(seconds):
+                active.remove(runner)
+            if after is not None:
+                after(runner, rounds)
+    return rounds
+
+
+class LogSpacedEvaluations:
+    """Evaluation steps for ``Training(eval_at=...)``: geometric from the first step, each
+    ``ratio`` times the one before (rounded up, at least one step further), and
+    ``fine`` times near the target, so that the steps and seconds to ``target`` test
+    accuracy, interpolated between the two evaluations around the crossing, are known to
+    within ``fine - 1`` of their value at little cost (evaluations cost ~0.03 s each on
+    MNIST).
+
+    Near the target means: not reached yet, and either the error (1 - accuracy) is within
+    ``near`` times the target's, or a straight line through the last two evaluations in
+    log(error) against log(steps) crosses the target before the next coarse step. Picks
+    from the records only (never the clock), so a run's evaluation steps are reproducible.
+    """
+
+    def __init__(self, target, ratio=1.5, fine=1.05, near=1.25):
+        self.target, self.ratio, self.fine, self.near = target, ratio, fine, near
+        self.last = None  # (step, error) of the evaluation before
+        self.reached = False
+
+    def __call__(self, record):
+        step, error = record["step"], 1.0 - record["test_accuracy"]
+        self.reached = self.reached or record["test_accuracy"] >= self.target
+        coarse = max(step + 1, math.ceil(step * self.ratio))
+        fine = max(step + 1, math.ceil(step * self.fine))
+        close = not self.reached and step > 0 and (
+            error <= self.near * (1.0 - self.target) or self._crosses_by(step, error, coarse))
+        self.last = (step, error)
+        return fine if close else coarse
+
+    def _crosses_by(self, step, error, coarse):
+        """Whether the trend of the last two evaluations reaches the target by ``coarse``."""
+        if self.last is None or self.last[0] <= 0 or error <= 0 or self.last[1] <= error:
+            return False
+        slope = math.log(error / self.last[1]) / math.log(step / self.last[0])  # < 0
+        # in logs: a flat trend puts the crossing far away without overflowing
+        return math.log(step) + math.log((1.0 - self.target) / error) / slope \
+            <= math.log(coarse)
 
 
 def blown_up(history):

@@ -1,0 +1,58 @@
+"""compare's runs take turns: the same numbers as one run after another, and progress
+lines in a log."""
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+from fastopt import runs  # noqa: E402
+from fastopt.experiments import compare, load, training  # noqa: E402
+from tests.clitools import cli  # noqa: E402
+
+
+def untimed(history):
+    return [{k: v for k, v in r.items() if k not in ("wall_time", "cpu_time")}
+            for r in history.records]
+
+
+@pytest.mark.slow  # compiles the MLP training kernels on a cold cache
+def test_interleaved_comparison_equals_one_run_after_another(tmp_path):
+    data = training.load_data("digits")
+    configs = training.configs_from_text("sgd,adam")
+    plan = compare.Plan(data, configs, [64], [16], [0, 1], None, 3, None, 0.9, None,
+                        slice_seconds=1e-4)
+    runners = compare.start_runners(plan, tmp_path, "off")
+    rounds = compare.interleave(plan, runners, tmp_path, load.LoadMeter(), "off")
+    assert rounds > 3  # the runs did take turns
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "adam_b64_s0.csv", "adam_b64_s1.csv", "sgd_b64_s0.csv", "sgd_b64_s1.csv"]
+    for runner in runners:
+        alone = training.train_run(data, [16], runner.config, 64, runner.seed, epochs=3,
+                                   eval_at=training.LogSpacedEvaluations(0.9))
+        together = runner.result
+        assert repr(untimed(together.history)) == repr(untimed(alone.history))  # NaN too
+        assert together.history.records[-1]["step"] == 3 * 23  # 1437 / 64: 23 steps/epoch
+        assert [r["step"] for r in together.history.records][:5] == [0, 1, 2, 3, 5]
+
+
+@pytest.mark.slow
+def test_progress_lines_without_a_terminal(tmp_path, capsys, monkeypatch):
+    class Often(runs.Progress):  # a line at every update instead of every ~10 s
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "every": 0.0})
+
+    monkeypatch.setattr(runs, "Progress", Often)
+    code, stdout, _ = cli(["compare", "--dataset", "digits", "--optimizers", "sgd,adam",
+                           "--hidden", "16", "--seconds", "1", "--seeds", "1",
+                           "--out", str(tmp_path / "run")], capsys)
+    assert code == 0
+    lines = stdout.splitlines()
+    assert any(line.startswith("compare: starting: 1/2 runs (50%), sgd b128 s0; ")
+               for line in lines)
+    turns = [line for line in lines if line.startswith("compare: ")
+             and " ms of training (" in line]
+    assert len(turns) >= 4 and all(", round " in line for line in turns)
+    assert all(" left" in line for line in turns[2:])  # once the first turn is done
+    assert any(", adam b128 s0;" in line for line in turns)
+    assert turns[-1].startswith("compare: 2000/2000 ms of training (100%), round ")
