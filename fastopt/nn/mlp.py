@@ -44,6 +44,61 @@ def _train_step_kernel(loss, activation, rule_name):
                    update=cpu.update_kernels(rule_name)[0])
 
 
+def _check_arguments(sizes, activation, dropout, batch_norm, seed, dtype, target, loss):
+    """MLP's argument checks, all before anything is built; (sizes, dropout, batch_norm,
+    dtype) normalised."""
+    try:
+        sizes = [int(s) for s in sizes]
+    except (TypeError, ValueError):
+        raise TypeError(f"sizes must be a sequence of integers, got {sizes!r}") from None
+    if len(sizes) < 2:
+        raise ValueError(f"sizes needs at least two entries (input and output widths), "
+                         f"got {sizes}")
+    if min(sizes) < 1:
+        raise ValueError(f"every layer size must be >= 1, got {sizes}")
+    if activation not in K.ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; valid: "
+                         f"{', '.join(K.ACTIVATIONS)}")
+    if loss not in K.LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(LOSS_NAMES)}")
+    if loss == "cross_entropy" and sizes[-1] < 2:
+        raise ValueError("cross_entropy needs at least 2 output classes, got "
+                         f"sizes[-1] = {sizes[-1]}")
+    dropout = _checks.real("dropout", dropout, low=0.0, high=1.0, high_open=True)
+    batch_norm = _checks.flag("batch_norm", batch_norm)
+    if target not in ("cpu", "cuda"):
+        raise ValueError(f"target must be 'cpu' or 'cuda', got {target!r}")
+    if target == "cuda":
+        gpu.require()  # says what is missing: driver, GPU or pip install "fastopt[cuda]"
+        for name, on in (("dropout", dropout > 0), ("batch_norm", batch_norm)):
+            if on:
+                raise ValueError(f"{name} has no GPU kernels yet: use target=\"cpu\" "
+                                 f"or turn {name} off")
+    dtype = np.dtype(dtype)
+    if dtype not in _checks.FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    return sizes, dropout, batch_norm, dtype
+
+
+def _layout(sizes, batch_norm):
+    """(layout, parameter count, batch-norm statistics count) of the flat buffer: per layer
+    W, b (and gamma, beta for a hidden layer with batch norm); see fastopt.nn.kernels for
+    the meaning of each column."""
+    layout = np.full((len(sizes) - 1, 5), -1, dtype=np.int64)
+    w = 0
+    stat = 0
+    for layer, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layout[layer, 0], layout[layer, 1] = w, w + fi * fo
+        w += fi * fo + fo
+        if batch_norm and layer < len(sizes) - 2:
+            layout[layer, 2:] = w, w + fo, stat
+            w += 2 * fo
+            stat += fo
+    return layout, w, stat
+
+
 class MLP:
     """Fully connected network ``sizes[0] -> ... -> sizes[-1]`` with one flat parameter buffer.
 
@@ -86,38 +141,8 @@ class MLP:
     def __init__(self, sizes, activation="relu", init="he_normal", dropout=0.0,
                  batch_norm=False, seed=0, dtype="float32", target="cpu",
                  loss="cross_entropy"):
-        try:
-            sizes = [int(s) for s in sizes]
-        except (TypeError, ValueError):
-            raise TypeError(f"sizes must be a sequence of integers, got {sizes!r}") from None
-        if len(sizes) < 2:
-            raise ValueError(f"sizes needs at least two entries (input and output widths), "
-                             f"got {sizes}")
-        if min(sizes) < 1:
-            raise ValueError(f"every layer size must be >= 1, got {sizes}")
-        if activation not in K.ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; valid: "
-                             f"{', '.join(K.ACTIVATIONS)}")
-        if loss not in K.LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(LOSS_NAMES)}")
-        if loss == "cross_entropy" and sizes[-1] < 2:
-            raise ValueError("cross_entropy needs at least 2 output classes, got "
-                             f"sizes[-1] = {sizes[-1]}")
-        dropout = _checks.real("dropout", dropout, low=0.0, high=1.0, high_open=True)
-        batch_norm = _checks.flag("batch_norm", batch_norm)
-        if target not in ("cpu", "cuda"):
-            raise ValueError(f"target must be 'cpu' or 'cuda', got {target!r}")
-        if target == "cuda":
-            gpu.require()  # says what is missing: driver, GPU or pip install "fastopt[cuda]"
-            for name, on in (("dropout", dropout > 0), ("batch_norm", batch_norm)):
-                if on:
-                    raise ValueError(f"{name} has no GPU kernels yet: use target=\"cpu\" "
-                                     f"or turn {name} off")
-        dtype = np.dtype(dtype)
-        if dtype not in _checks.FLOAT_DTYPES:
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise TypeError(f"seed must be an integer, got {seed!r}")
+        sizes, dropout, batch_norm, dtype = _check_arguments(
+            sizes, activation, dropout, batch_norm, seed, dtype, target, loss)
         fill = initializers.get(init)
 
         self.sizes = tuple(sizes)
@@ -132,47 +157,41 @@ class MLP:
         self.init = init
         self._sizes = np.array(sizes, dtype=np.int64)
 
-        # layout of the flat buffer: per layer W, b (and gamma, beta for a hidden layer with
-        # batch norm); see fastopt.nn.kernels for the meaning of each column
-        layout = np.full((len(sizes) - 1, 5), -1, dtype=np.int64)
-        w = 0
-        stat = 0
-        for layer, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layout[layer, 0], layout[layer, 1] = w, w + fi * fo
-            w += fi * fo + fo
-            if batch_norm and layer < len(sizes) - 2:
-                layout[layer, 2:] = w, w + fo, stat
-                w += 2 * fo
-                stat += fo
-        self._layout = layout
-        self.params = np.zeros(w, dtype=dtype)
-        self.grads = np.zeros(w, dtype=dtype)
-
+        self._layout, n_params, n_stats = _layout(sizes, batch_norm)
+        self.params = np.zeros(n_params, dtype=dtype)
+        self.grads = np.zeros(n_params, dtype=dtype)
         self._make_views()
         for g in self.gammas:
             g[:] = 1
-        # running statistics (state, not parameters): [means | variances]
-        self._running = np.zeros(2 * stat, dtype=dtype)
-        self._running[stat:] = 1
-        self._stats = np.zeros(2 * stat, dtype=dtype)
-        widths = list(sizes[1:-1]) if batch_norm else []
-        bounds = np.cumsum([0] + widths)
-        self.running_mean = [self._running[s:e] for s, e in zip(bounds[:-1], bounds[1:])]
-        self.running_var = [self._running[stat + s:stat + e]
-                            for s, e in zip(bounds[:-1], bounds[1:])]
+        self._make_running_stats(n_stats)
         self.rng = np.random.default_rng(seed)
         for W in self.weights:
             fill(W, self.rng)
         self._buffers = {}
         self._gpu = None
         if target == "cuda":  # same initial values as on the CPU, then on the device
-            from . import cuda as device
+            self._to_gpu()
 
-            c = gpu._import_cuda()
-            self.params = c.to_device(self.params)
-            self.grads = c.to_device(self.grads)
-            self._make_views()
-            self._gpu = device.DeviceNet(self)
+    def _make_running_stats(self, n_stats):
+        """Batch norm's running statistics (state, not parameters): [means | variances]."""
+        self._running = np.zeros(2 * n_stats, dtype=self.dtype)
+        self._running[n_stats:] = 1
+        self._stats = np.zeros(2 * n_stats, dtype=self.dtype)
+        widths = list(self.sizes[1:-1]) if self.batch_norm else []
+        bounds = np.cumsum([0] + widths)
+        self.running_mean = [self._running[s:e] for s, e in zip(bounds[:-1], bounds[1:])]
+        self.running_var = [self._running[n_stats + s:n_stats + e]
+                            for s, e in zip(bounds[:-1], bounds[1:])]
+
+    def _to_gpu(self):
+        """Parameters and gradients to the device, with views and the device network."""
+        from . import cuda as device
+
+        c = gpu._import_cuda()
+        self.params = c.to_device(self.params)
+        self.grads = c.to_device(self.grads)
+        self._make_views()
+        self._gpu = device.DeviceNet(self)
 
     def _make_views(self):
         """Per-layer views into params and grads (host arrays or device arrays)."""
