@@ -53,8 +53,9 @@ def _optimizer_names(optimizers):
 def _update_notes(torch_peers, torch):
     if torch_peers and torch is None:
         return ["torch is not installed: torch.optim rows skipped (pip install torch==2.13.0)"]
-    if torch is not None:
-        return ["Lion has no torch.optim implementation: no torch rows for it"]
+    missing = [name for name in definitions.OPTIMIZERS if name not in definitions.TORCH_NAMES]
+    if torch is not None and missing:
+        return [f"{', '.join(missing)}: no torch.optim implementation, no torch rows"]
     return []
 
 

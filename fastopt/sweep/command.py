@@ -21,6 +21,7 @@ Results (in the run folder)
 """
 
 import argparse
+import textwrap
 
 from .. import _checks, runs
 from ..experiments import training
@@ -35,6 +36,13 @@ from .triallog import ERRORS_FILE, HISTORIES, TRIAL_COLUMNS, TRIALS_FILE
 DEFAULT_SPACE = "optimizer=choice(sgd,momentum,adam) lr=loguniform(1e-4,1)"
 DEFAULT_TOP = 10
 
+_OPTIMIZER_NAMES = textwrap.fill(
+    "optimizer values are the names of fastopt compare (" + ", ".join(training.OPTIMIZERS)
+    + "), with NAME:key=value arguments if needed; schedule values are fastopt.schedules "
+    "specs (none = constant lr), started from each trial's lr. Quote a value that holds a "
+    'comma: schedule=choice(none,"cosine:decay_steps=400,alpha=0.01"). Left out: optimizer '
+    "sgd, its own default lr, weight decay and momentum, batch 128, no schedule, seed --seed.",
+    90, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False)
 EPILOG = f"""\
 space (--space, whitespace-separated NAME=VALUE terms; quote the whole spec for the shell):
   names     optimizer, lr, weight_decay (wd), momentum, batch_size (batch), schedule, seed
@@ -45,12 +53,7 @@ space (--space, whitespace-separated NAME=VALUE terms; quote the whole spec for 
             choice(x,y,...)  one of them, each equally likely
             grid(x,y,...)    every one of them (with several grid terms: every combination)
             x                a fixed value
-  optimizer values are the names of fastopt compare (sgd, momentum, nesterov, adagrad,
-  rmsprop, adam, adamw, adamax, nadam, radam, lion, adadelta), with NAME:key=value arguments
-  if needed; schedule values are fastopt.schedules specs (none = constant lr), started from
-  each trial's lr. Quote a value that holds a comma: schedule=choice(none,"cosine:decay_steps=
-  400,alpha=0.01"). Left out: optimizer sgd, its own default lr, weight decay and momentum,
-  batch 128, no schedule, seed --seed.
+{_OPTIMIZER_NAMES}
   default: {DEFAULT_SPACE}
 
 trials: --trials random draws (default 20); with grid terms (or --grid, which makes every
