@@ -435,8 +435,8 @@ def _eval_schedule(eval_every, eval_at):
     except (TypeError, ValueError):
         values = None
     if values is None or not all(math.isfinite(v) and v >= 1 and v == int(v) for v in values):
-        raise ValueError("eval_at must be positive whole step numbers, e.g. [1, 2, 5, 10], or a "
-                         "callable record -> next step; got " + repr(eval_at)[:80])
+        raise ValueError("eval_at must be positive whole step numbers, e.g. [1, 2, 5, 10], "
+                         "or a callable record -> next step; got " + repr(eval_at)[:80])
     return functools.partial(_listed, sorted({int(v) for v in values}))
 
 
@@ -583,7 +583,8 @@ class Training:
     that picks the next one from the last evaluation's record (None: no more before the
     end). Building it checks everything, compiles the kernels and evaluates the untrained
     network (the first record). ``advance(seconds=None, steps=None)`` trains on and
-    returns True once the run has ended; ``history`` holds the records so far. Slicing
+    returns True once the run has ended (``finished``); ``history`` holds the records so
+    far, ``steps``, ``train_time`` and ``cpu_time`` the totals so far. Slicing
     changes no number: the same arguments give the same steps, losses and parameters
     however the run is advanced (only the times differ).
     """
@@ -613,7 +614,8 @@ class Training:
         if early_stopping is not None:
             early_stopping.reset()
         self.model, self.optimizer = model, optimizer
-        self.early_stopping, self.reduce_lr, self.progress = early_stopping, reduce_lr, progress
+        self.early_stopping, self.reduce_lr = early_stopping, reduce_lr
+        self.progress = progress
         self._run_chunk = functools.partial(run, model, optimizer, X, y)
         self._step0 = optimizer.steps
         self.steps, self.train_time, self.cpu_time, self._per_step = 0, 0.0, 0.0, None

@@ -123,11 +123,12 @@ def add_parser(sub):
 time: with the defaults (mnist, {len(training.DEFAULT_OPTIMIZERS.split(','))} optimizers, \
 batch 128, {DEFAULT_SECONDS:g} s of training per run,
   {DEFAULT_SEEDS} seeds: 21 runs) the command takes under 90 s on 2 cores once Numba's kernel
-  cache is warm: {DEFAULT_SECONDS:g} s of training + ~1 s of evaluation (about 30 log-spaced \
-evaluations of
-  the 10,000 test images) per run, plus ~10 s to start, load MNIST and draw. The first run
-  on a machine also compiles the kernels (about a minute more).
-  Total: about (seconds + 1) x optimizers x batch sizes x seeds + 10 s.
+  cache is warm (measured: 78 s, load average 0.9-1.7, other processes 0.01 cores):
+  {DEFAULT_SECONDS:g} s of training + ~1.3 s of evaluation (20-30 log-spaced evaluations of \
+the 10,000
+  test images) per run, plus ~10 s to start, load MNIST, build the runs and draw. The
+  first run on a machine also compiles the kernels (about a minute more).
+  Total: about (seconds + 1.3) x optimizers x batch sizes x seeds + 10 s.
 
 fairness: the runs advance in turn, {SLICE_SECONDS:g} s of training each, round robin, so \
 background
