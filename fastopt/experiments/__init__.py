@@ -13,7 +13,10 @@ figures from plain functions (usable from Python and tests) and registers one su
   layer above this one (it uses ``training``; nothing here imports it).
 - ``optspec``: the ``--optimizers NAME[:key=value,...]`` syntax; ``training``: what compare
   and sensitivity share (the catalogue's presets for the MLP, one run that survives
-  divergence); ``plots``: drawing conventions the compare and sensitivity figures share.
+  divergence, runs taking turns); ``plots``: drawing conventions the compare and
+  sensitivity figures share; ``verdict``: who reaches the target first and whether the
+  margin exceeds the spread over seeds; ``load``: how busy the machine was during a run;
+  ``textbook``: ``fastopt compare --textbook``, the textbook's optimizer comparison.
 
 Shared run plumbing (the command frame: output folder, settings.json, figures) lives in
 ``fastopt.runs``; tables and CSV files in ``fastopt.tables``.
