@@ -13,7 +13,7 @@ ROOT = pathlib.Path(fastopt.__file__).parent
 # Layers, lowest first: a module may import its own layer and the layers below it, never
 # one above (README "Layout"). Imports inside functions count: they are dependencies too.
 LAYERS = [
-    {"_checks", "_lazy", "specs", "config", "tables", "runs"},   # plumbing, stdlib only
+    {"_checks", "_lazy", "specs", "config", "threads", "tables", "runs"},  # plumbing
     {"schedules", "kernels", "reference", "datasets", "init"},   # formulas, data
     {"clip", "optim", "nn", "checkpoint"},                       # optimizers, models
     {"train"},                                                   # the training loop

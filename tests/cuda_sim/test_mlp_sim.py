@@ -15,23 +15,13 @@ from fastopt import nn, optim, train
 from fastopt.kernels import cuda as gpu
 from fastopt.nn import cuda as gpu_nn
 
-pytestmark = pytest.mark.skipif(gpu.why_unavailable() is not None,
-                                reason="needs NUMBA_ENABLE_CUDASIM=1 or a CUDA GPU")
+pytestmark = [pytest.mark.skipif(gpu.why_unavailable() is not None,
+                                 reason="needs NUMBA_ENABLE_CUDASIM=1 or a CUDA GPU"),
+              pytest.mark.usefixtures("small_mlp_launches")]
 
 SIZES = [6, 5, 7, 3]
 N = 5
 TOL = {"float32": dict(rtol=2e-5, atol=2e-6), "float64": dict(rtol=1e-11, atol=1e-13)}
-
-
-@pytest.fixture(autouse=True)
-def small_launches(monkeypatch):
-    monkeypatch.setattr(gpu_nn, "TILE", 4)
-    monkeypatch.setattr(gpu_nn, "REDUCE_THREADS", 4)
-    monkeypatch.setattr(gpu_nn, "BIAS_COLS", 4)
-    monkeypatch.setattr(gpu_nn, "BIAS_ROWS", 2)
-    monkeypatch.setattr(gpu_nn, "THREADS", 4)
-    monkeypatch.setattr(gpu, "THREADS_PER_BLOCK", 8)
-    monkeypatch.setattr(gpu, "MAX_BLOCKS", 2)
 
 
 def pair(activation="relu", dtype="float32", loss="cross_entropy", sizes=SIZES):

@@ -11,25 +11,14 @@ import pytest
 
 from fastopt import nn, optim, train
 from fastopt.kernels import cuda as gpu
-from fastopt.nn import cuda as gpu_nn
 from tests.test_step_protocol import ALL, CONFIG, FAIL_AT, failing_lr, good_lr
 
-pytestmark = pytest.mark.skipif(gpu.why_unavailable() is not None,
-                                reason="needs NUMBA_ENABLE_CUDASIM=1 or a CUDA GPU")
+pytestmark = [pytest.mark.skipif(gpu.why_unavailable() is not None,
+                                 reason="needs NUMBA_ENABLE_CUDASIM=1 or a CUDA GPU"),
+              pytest.mark.usefixtures("small_mlp_launches")]
 
 SIZES = [4, 5, 3]
 N, BATCH = 12, 3  # 4 steps per epoch: the failing step is the second of the second chunk
-
-
-@pytest.fixture(autouse=True)
-def small_launches(monkeypatch):
-    monkeypatch.setattr(gpu_nn, "TILE", 4)
-    monkeypatch.setattr(gpu_nn, "REDUCE_THREADS", 4)
-    monkeypatch.setattr(gpu_nn, "BIAS_COLS", 4)
-    monkeypatch.setattr(gpu_nn, "BIAS_ROWS", 2)
-    monkeypatch.setattr(gpu_nn, "THREADS", 4)
-    monkeypatch.setattr(gpu, "THREADS_PER_BLOCK", 8)
-    monkeypatch.setattr(gpu, "MAX_BLOCKS", 2)
 
 
 def fitted(name, lr, **kw):
