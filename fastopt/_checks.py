@@ -81,19 +81,57 @@ def float_array(name, a, *, writeable):
     return a
 
 
+def memory_span(a):
+    """(first byte, one past the last byte) of a C-contiguous host or GPU array."""
+    iface = getattr(a, "__array_interface__", None) or a.__cuda_array_interface__
+    start = iface["data"][0]
+    return start, start + a.size * a.dtype.itemsize
+
+
 def no_overlap(arrays, name="params"):
     """Raise if two arrays share memory (a parameter listed twice, or overlapping views)."""
     spans = []
     for i, a in enumerate(arrays):
         if a.size:
-            iface = getattr(a, "__array_interface__", None) or a.__cuda_array_interface__
-            start = iface["data"][0]
-            spans.append((start, start + a.size * a.dtype.itemsize, i))
+            spans.append((*memory_span(a), i))
     spans.sort()
     for (s0, e0, i), (s1, e1, j) in zip(spans, spans[1:]):
         if s1 < e0:
             raise ValueError(f"{name}[{min(i, j)}] and {name}[{max(i, j)}] share memory; each "
                              "parameter must appear once (a flat buffer is one array)")
+
+
+class MemoryMap:
+    """Where arrays that do not overlap each other lie in memory (an optimizer's parameters
+    and state arrays), to check other arrays (gradients) against them in O(log n) each.
+
+    ``entries``: (name, owner, array); ``owner`` groups the arrays that an array may be
+    exactly (a gradient may *be* its own parameter or one of its state arrays: the update
+    reads every element before it writes it), never partly overlap."""
+
+    def __init__(self, entries):
+        rows = sorted((*memory_span(a), name, owner) for name, owner, a in entries if a.size)
+        self.starts = [r[0] for r in rows]
+        self.rows = rows
+
+    def check_apart(self, name, a, owner):
+        """Raise ValueError naming both arrays if ``a`` overlaps one of the map's arrays
+        without being exactly one that belongs to ``owner``."""
+        import bisect
+
+        if not a.size:
+            return
+        start, end = memory_span(a)
+        k = bisect.bisect_left(self.starts, end) - 1  # the last array starting before a ends
+        if k < 0 or self.rows[k][1] <= start:
+            return
+        s, e, other, own = self.rows[k]
+        if (s, e) == (start, end) and own == owner:
+            return
+        raise ValueError(f"{name} shares memory with {other}: a gradient may be its own "
+                         "parameter, but must not overlap another array the optimizer "
+                         "writes (the update would read values it has already written); "
+                         f"pass a separate array for {name} (e.g. {name}.copy())")
 
 
 def float_arrays(name, arrays, *, writeable):
@@ -154,11 +192,24 @@ def fraction(name, value, *, example):
 
 
 def widths(name, values):
-    """One or more layer widths (integers >= 1), returned as a tuple of ints."""
-    values = tuple(int(v) for v in values)
-    if not values or min(values) < 1:
-        raise ValueError(f"{name} must be one or more positive layer widths, got {values}")
-    return values
+    """One or more layer widths: integers >= 1 of any integer type (an integral float such
+    as 64.0 counts; 2.7 is refused, never truncated), returned as a tuple of ints."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of integers >= 1 (layer widths), got "
+                        f"{describe(values)}")
+    items = list(values)
+    if not items:
+        raise ValueError(f"{name} must be one or more positive layer widths, got {values!r}")
+    result = []
+    for i, value in enumerate(items):
+        width = as_int(value)
+        if width is None or width < 1:
+            kind = ValueError if isinstance(value, numbers.Number) and not is_bool(value) \
+                else TypeError
+            raise kind(f"{name}[{i}] must be an integer >= 1 (a layer width), got "
+                       f"{describe(value)}; widths are never rounded")
+        result.append(width)
+    return tuple(result)
 
 
 # ---------------------------------------------------------------------------------------

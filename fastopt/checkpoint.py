@@ -18,13 +18,15 @@ to the file and back.
 
 import json
 import os
-import tempfile
+import re
 
 import numpy as np
 
-from . import _checks
+from . import _checks, runs
 
 FORMAT = "fastopt-checkpoint-1"
+TMP_NAME = "fastopt"  # save's temporary files: .fastopt-<pid>-<random>.tmp
+_LEGACY_TMP = re.compile(r"\.fastopt-[a-z0-9_]{8}\.npz")  # tempfile.mkstemp's, before
 
 
 def _on_device(params):
@@ -68,62 +70,129 @@ def save(path, params, optimizer=None):
     arrays["meta"] = np.array(json.dumps(meta))
 
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastopt-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _remove_old_temporaries(folder)
+    # a temporary .fastopt-<pid>-<random>.tmp in the same folder, synced, then renamed
+    with runs.atomic_file(path, "wb", tmp_name=TMP_NAME) as f:
+        np.savez(f, **arrays)
     return path
+
+
+def _remove_old_temporaries(folder, now=None):
+    """Temporary files of killed saves: this version's (``.fastopt-<pid>-<random>.tmp``)
+    once their writer is gone (``runs.atomic_file`` removes them), and those of earlier
+    versions (``.fastopt-XXXXXXXX.npz``, no pid in the name) once an hour old."""
+    import time
+
+    now = time.time() if now is None else now
+    try:
+        legacy = [f for f in os.scandir(folder) if _LEGACY_TMP.fullmatch(f.name)]
+    except OSError:
+        return
+    for entry in legacy:
+        try:
+            if now - entry.stat().st_mtime > 3600:
+                os.unlink(entry.path)
+        except OSError:
+            pass
 
 
 def load(path, params, optimizer=None):
     """Restore ``params`` in place (and ``optimizer``'s state) from a checkpoint.
 
-    Raises ``ValueError`` naming the mismatch, and changes nothing, if the checkpoint holds
-    another optimizer, another number of arrays, or arrays of another shape or dtype.
+    All or nothing: the file, the number, shapes and dtypes of the arrays, the optimizer's
+    class, hyperparameters, state and step counts are all checked (and converted) before
+    anything changes; a checkpoint that is refused raises ``ValueError`` or ``TypeError``
+    naming the file and what is wrong, and leaves ``params`` and ``optimizer`` exactly as
+    they were.
     """
     path = _npz_path(path)
     device = _on_device(params)
     params = (_device_arrays(params) if device else
               _checks.float_arrays("params", params, writeable=True))
-    with np.load(path, allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files}
-    try:
-        meta = json.loads(str(data.pop("meta")))
-    except KeyError:
-        raise ValueError(f"{path} is not a fastopt checkpoint (no 'meta' entry)") from None
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+    data, meta = _read(path)
     if meta["n_params"] != len(params):
         raise ValueError(f"{path} holds {meta['n_params']} parameter arrays, params has "
                          f"{len(params)}")
+    saved = []
     for i, p in enumerate(params):
-        saved = data[f"param/{i}"]
-        if saved.shape != p.shape or saved.dtype != p.dtype:
-            raise ValueError(f"parameter {i} in {path} is {saved.dtype}{list(saved.shape)}, "
+        value = data.get(f"param/{i}")
+        if value is None:
+            raise ValueError(f"{path} lacks the entry param/{i}: it was not written by "
+                             "fastopt.save; use another checkpoint")
+        if value.shape != p.shape or value.dtype != p.dtype:
+            raise ValueError(f"parameter {i} in {path} is {value.dtype}{list(value.shape)}, "
                              f"params[{i}] is {p.dtype}{list(p.shape)}")
+        saved.append(value)
 
     if optimizer is not None:
         sd = meta["optimizer"]
         if sd is None:
             raise ValueError(f"{path} holds no optimizer state; call load(path, params) "
                              "without an optimizer")
-        state = {}
-        for key, value in data.items():
-            if key.startswith("state/"):
-                _, i, name = key.split("/", 2)
-                state.setdefault(int(i), {})[name] = value
-        for i in range(meta["n_params"]):
-            state.setdefault(i, {})
-        sd["state"] = state
-        optimizer.load_state_dict(sd)  # validates everything before changing anything
+        sd = dict(sd, state=_state_arrays(path, data, meta["n_params"]))
+        try:  # all or nothing: a refused state dict changes nothing
+            optimizer.load_state_dict(sd)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{path}: {exc}") from None
 
-    for i, p in enumerate(params):
+    # everything checked, the optimizer restored: the copies below cannot fail on the file
+    for p, value in zip(params, saved):
         if device:
-            p.copy_to_device(np.ascontiguousarray(data[f"param/{i}"]))
+            p.copy_to_device(np.ascontiguousarray(value))
         else:
-            np.copyto(p, data[f"param/{i}"])
+            np.copyto(p, value)
+
+
+def _read(path):
+    """(arrays by entry name, meta dict) of the checkpoint at ``path``; ValueError naming
+    the file for anything that is not a checkpoint fastopt.save wrote."""
+    import zipfile
+
+    unreadable = (f"{path} is not a readable fastopt checkpoint ({{}}); it is truncated, "
+                  "damaged or not written by fastopt.save: use another checkpoint, or save "
+                  "again")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head != b"PK\x03\x04":  # a zip archive, as np.savez writes; nothing else is read
+            why = "the file is empty" if not head else "it is not an .npz archive"
+            raise ValueError(unreadable.format(why))
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError, ValueError, KeyError) as exc:
+        if str(exc).startswith(path):
+            raise
+        why = "an entry holds Python objects" if "pickle" in str(exc) else \
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'cut short'}"
+        raise ValueError(unreadable.format(why)) from None
+    if "meta" not in data:
+        raise ValueError(f"{path} is not a fastopt checkpoint (no 'meta' entry)")
+    try:
+        meta = json.loads(str(data.pop("meta")))
+    except ValueError as exc:
+        raise ValueError(unreadable.format(f"its meta entry is not JSON: {exc}")) from None
+    if not isinstance(meta, dict):
+        raise ValueError(unreadable.format("its meta entry is not a JSON object"))
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+    n = meta.get("n_params")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(unreadable.format(f"meta n_params is {n!r}, not a positive integer"))
+    if meta.get("optimizer") is not None and not isinstance(meta["optimizer"], dict):
+        raise ValueError(unreadable.format("meta optimizer is not a JSON object"))
+    meta.setdefault("optimizer", None)
+    return data, meta
+
+
+def _state_arrays(path, data, n_params):
+    """{array index: {state name: array}} from the entries ``state/<i>/<name>``."""
+    state = {i: {} for i in range(n_params)}
+    for key, value in data.items():
+        if key.startswith("state/"):
+            _, i, name = (key.split("/", 2) + ["", ""])[:3]
+            if not i.isdigit() or int(i) >= n_params or not name:
+                raise ValueError(f"{path} has an entry {key!r}, which is not "
+                                 "state/<parameter index>/<name>: it was not written by "
+                                 "fastopt.save; use another checkpoint")
+            state[int(i)][name] = value
+    return state

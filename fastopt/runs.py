@@ -386,9 +386,100 @@ def check_resume(previous, out_dir, command, identity, key):
 
 
 def _dump(record, path):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
-    os.replace(tmp, path)  # never a half-written record, even when interrupted
+    with atomic_file(path, "w") as f:  # never a half-written record, even when interrupted
+        f.write(json.dumps(record, indent=2, default=_jsonable) + "\n")
+
+
+# ---------------------------------------------------------------------------------------
+# files that appear whole or not at all
+
+STALE_SECONDS = 60.0  # a temporary file this old whose writer is gone is removed
+
+
+@contextlib.contextmanager
+def atomic_file(path, mode="wb", tmp_name=None):
+    """Write ``path`` whole or not at all: yields a file opened with ``mode`` on a new
+    temporary file in the same folder, then flushes it to disk (fsync), renames it over
+    ``path`` and syncs the folder. On an exception the temporary file is removed and
+    ``path`` is left as it was.
+
+    The temporary file is ``.<tmp_name>-<pid>-<random>.tmp`` (``tmp_name`` defaults to the
+    file's name): unique, so two writers never share one, and created with the process's
+    umask like any other file. One left by a writer that was killed (its pid is gone, the
+    file older than ``STALE_SECONDS``) is removed by the next ``atomic_file`` of that name.
+    """
+    path = Path(path)
+    folder = path.parent
+    tag = tmp_name or path.name
+    remove_stale_temporaries(folder, tag)
+    while True:
+        tmp = folder / f".{tag}-{os.getpid()}-{os.urandom(6).hex()}.tmp"
+        try:  # O_EXCL: never another writer's file; 0o666 & ~umask, as open() would
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _sync_folder(folder)
+
+
+def _sync_folder(folder):
+    """fsync a folder, so that a rename in it survives a power cut (not on Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(folder, tag, now=None):
+    """Remove ``folder/.<tag>-<pid>-<random>.tmp`` files whose writer process is gone and
+    that are older than ``STALE_SECONDS`` (left by a writer that was killed); returns the
+    paths removed."""
+    import time
+
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        candidates = list(Path(folder).glob(f".{tag}-*-*.tmp"))
+    except OSError:
+        return removed
+    for tmp in candidates:
+        pid = tmp.name[len(tag) + 2:].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            if now - tmp.stat().st_mtime > STALE_SECONDS:
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
+def _alive(pid):
+    """True if process ``pid`` runs on this machine (or cannot be asked: Windows)."""
+    if os.name == "nt" or pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
 
 
 # ---------------------------------------------------------------------------------------

@@ -47,15 +47,10 @@ def _train_step_kernel(loss, activation, rule_name):
 def _check_arguments(sizes, activation, dropout, batch_norm, seed, dtype, target, loss):
     """MLP's argument checks, all before anything is built; (sizes, dropout, batch_norm,
     dtype) normalised."""
-    try:
-        sizes = [int(s) for s in sizes]
-    except (TypeError, ValueError):
-        raise TypeError(f"sizes must be a sequence of integers, got {sizes!r}") from None
+    sizes = list(_checks.widths("sizes", sizes))  # 2.7 is refused, not truncated to 2
     if len(sizes) < 2:
         raise ValueError(f"sizes needs at least two entries (input and output widths), "
                          f"got {sizes}")
-    if min(sizes) < 1:
-        raise ValueError(f"every layer size must be >= 1, got {sizes}")
     if activation not in K.ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; valid: "
                          f"{', '.join(K.ACTIVATIONS)}")

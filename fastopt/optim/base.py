@@ -46,13 +46,25 @@ def _unit_interval(name, value):
     return _checks.real(name, value, low=0.0, high=1.0)
 
 
+def _divisor_eps(name, value):
+    """Every rule with an eps divides by a root of a running average plus (or under) eps;
+    eps = 0 turns a gradient element that is 0 while its average is 0 into 0/0 = NaN."""
+    value = _checks.real(name, value)
+    if value <= 0.0:
+        raise ValueError(f"{name} must be > 0, got {value}: the update divides by "
+                         f"sqrt(average) + {name} (or sqrt(average + {name})), which is 0 "
+                         "for an element whose gradients were all 0 and makes the parameter "
+                         f"NaN; use a small positive {name} such as 1e-8")
+    return value
+
+
 # One check per hyperparameter name, shared by every optimizer that has it: validates and
 # normalises (floats, bools, a tuple of two floats for betas).
 HYPER_CHECKS = {
     "momentum": _non_negative,
     "dampening": _checks.real,
     "weight_decay": _non_negative,
-    "eps": _non_negative,
+    "eps": _divisor_eps,
     "lr_decay": _non_negative,
     "initial_accumulator_value": _non_negative,
     "momentum_decay": _non_negative,
@@ -64,6 +76,14 @@ HYPER_CHECKS = {
     "amsgrad": _checks.flag,
     "centered": _checks.flag,
     "decoupled_weight_decay": _checks.flag,
+}
+
+# One check per name of the host-side group state (``Optimizer.group_state``), for the
+# values a state dict brings in: SGD's "started" (its momentum buffer holds a step), NAdam's
+# "mu_product" (a product of momentum coefficients in [0, 1]).
+GROUP_STATE_CHECKS = {
+    "started": _checks.flag,
+    "mu_product": _unit_interval,
 }
 
 
@@ -124,6 +144,7 @@ class Optimizer:
 
     _rules = {}
     _hyper_checks = {}  # name -> check, for hyperparameters that HYPER_CHECKS lacks
+    _group_state_checks = {}  # name -> check, for group state that GROUP_STATE_CHECKS lacks
 
     def __init__(self, params, defaults, *, convention="torch", skip_nonfinite=False,
                  max_grad_norm=None):
@@ -163,6 +184,8 @@ class Optimizer:
         self.skipped_steps = 0
         self.last_grad_norm = None
         self._keys = [None] * len(self.param_groups)  # hyperparameters last validated
+        self._memory = None  # MemoryMap of params and state, made when grads first come
+        self._grads_apart = ()  # the grads last found apart from them (the same objects)
         for gi in range(len(self.param_groups)):
             self._refresh_group(gi)
         self._check_scalar_names()
@@ -246,6 +269,7 @@ class Optimizer:
             flat = [(gpu.flat(st[n]) if self.device else st[n].reshape(-1)) if n in st
                     else None for n in self.rule.state]
             self._flat_state[i] = tuple(flat + [None] * (3 - len(flat)))
+        self._memory, self._grads_apart = None, ()  # the state arrays may be new
         self._on_new_state(gi, created)
 
     def _on_new_state(self, gi, created):
@@ -365,7 +389,30 @@ class Optimizer:
                 raise TypeError(f"{name} has dtype {g.dtype} but its parameter has dtype "
                                 f"{p.dtype}; cast the gradient to {p.dtype}")
             flat.append(gpu.flat(g) if self.device else g.reshape(-1))
+        self._check_grads_apart(grads, flat)
         return flat
+
+    def _check_grads_apart(self, grads, flat):
+        """A gradient that partly overlaps a parameter or state array (``g = buf[0:10]``,
+        ``p = buf[1:11]``) would be read after the update wrote it: refused. Checked when
+        the gradient arrays change (a loop that passes the same arrays every step pays
+        one identity test per array)."""
+        seen = self._grads_apart
+        if len(seen) == len(grads) and all(map(operator.is_, grads, seen)):
+            return
+        if self._memory is None:
+            entries = []
+            for i, (p, st) in enumerate(zip(self._params, self.state)):
+                entries.append((self._array_name("params", i), i, p))
+                entries += [(f"the optimizer's state {k!r} of "
+                             f"{self._array_name('params', i)}", i, a) for k, a in st.items()]
+            self._memory = _checks.MemoryMap(entries)
+        for i, g in enumerate(flat):
+            self._memory.check_apart(self._array_name("grads", i), g, i)
+        self._grads_apart = tuple(grads)
+
+    def _array_name(self, what, i):
+        return what if self._single else f"{what}[{i}]"
 
     def step(self, grads):
         """Apply one update in place. ``grads`` has the structure, shapes and dtypes of params.
@@ -585,45 +632,102 @@ class Optimizer:
         }
 
     def load_state_dict(self, state_dict):
-        """Restore a state dict in place; everything is checked before anything changes."""
-        d = state_dict
+        """Restore a state dict in place, all or nothing.
+
+        Everything is checked and converted first (class, convention, hyperparameters,
+        state names, shapes and dtypes of the state arrays, the step counts, the group
+        state); only then is anything changed, so a state dict that is refused leaves
+        parameters, state, step counts and group state exactly as they were.
+        """
+        groups, arrays, group_state, steps, skipped = self._checked_state_dict(state_dict)
+        # everything checked and converted: apply (nothing below depends on the input)
+        for gi, hyper in enumerate(groups):
+            self.param_groups[gi].update(hyper)
+            self._refresh_group(gi)
+        for i, k, v in arrays:
+            if self.device:
+                self.state[i][k].copy_to_device(np.ascontiguousarray(v))
+            else:
+                np.copyto(self.state[i][k], v)
+        self.group_state = group_state
+        self._steps = steps
+        self.skipped_steps = skipped
+
+    def _checked_state_dict(self, d):
+        """(hyperparameters per group, [(array, state name, value)], group state, steps,
+        skipped steps) of state dict ``d``, checked and converted; changes nothing."""
         name = type(self).__name__
         if not isinstance(d, dict) or "optimizer" not in d:
-            raise TypeError("state_dict must be a dict made by Optimizer.state_dict()")
+            raise TypeError("state_dict must be a dict made by Optimizer.state_dict(), got "
+                            f"{type(d).__name__}")
+        missing = [k for k in ("convention", "steps", "param_groups", "state", "group_state")
+                   if k not in d]
+        if missing:
+            raise ValueError(f"state_dict lacks {', '.join(map(repr, missing))}; pass a dict "
+                             "made by Optimizer.state_dict()")
         if d["optimizer"] != name:
             raise ValueError(f"state_dict is for {d['optimizer']}, not {name}")
-        if d.get("convention") != self.convention:
-            raise ValueError(f"state_dict uses convention {d.get('convention')!r}, this "
+        if d["convention"] != self.convention:
+            raise ValueError(f"state_dict uses convention {d['convention']!r}, this "
                              f"optimizer {self.convention!r}")
-        groups = d["param_groups"]
-        if len(groups) != len(self.param_groups):
-            raise ValueError(f"state_dict has {len(groups)} parameter groups, the optimizer "
-                             f"{len(self.param_groups)}")
-        new_groups = []
-        for gi, (saved, group) in enumerate(zip(groups, self.param_groups)):
-            if len(saved["params"]) != len(group["params"]):
-                raise ValueError(f"parameter group {gi} has {len(saved['params'])} arrays in "
-                                 f"state_dict but {len(group['params'])} in the optimizer")
-            merged = dict(group)
+        groups, checked = self._checked_groups(d["param_groups"])
+        arrays = self._checked_state_arrays(d["state"], checked)
+        group_state = self._checked_group_state(d["group_state"], checked)
+        steps = _checks.whole("state_dict steps", d["steps"], 0)
+        skipped = _checks.whole("state_dict skipped_steps", d.get("skipped_steps", 0), 0)
+        return groups, arrays, group_state, steps, skipped
+
+    def _checked_groups(self, saved_groups):
+        """The saved hyperparameters of each group (lr None: the optimizer's own is kept),
+        and each group as checked (lr a schedule), for the state and group-state checks."""
+        if not isinstance(saved_groups, (list, tuple)) or not all(
+                isinstance(g, dict) for g in saved_groups):
+            raise TypeError("state_dict param_groups must be a list of dicts, got "
+                            f"{_checks.describe(saved_groups)}")
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"state_dict has {len(saved_groups)} parameter groups, the "
+                             f"optimizer {len(self.param_groups)}")
+        groups, checked = [], []
+        for gi, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            indices = saved.get("params")
+            if not isinstance(indices, (list, tuple)) or len(indices) != len(group["params"]):
+                raise ValueError(f"parameter group {gi} of state_dict lists the arrays "
+                                 f"{indices!r}, the optimizer's has {len(group['params'])}")
+            hyper = {}
             for k in self.defaults:
                 if k == "lr" and saved.get("lr") is None:
                     continue
                 if k not in saved:
                     raise ValueError(f"state_dict parameter group {gi} lacks {k!r}")
-                merged[k] = tuple(saved[k]) if k == "betas" else saved[k]
-            checked = dict(merged)
-            checked["lr"] = as_schedule(merged["lr"])
-            self._check_group(checked)
-            new_groups.append((merged, set(self._slots(checked))))
-        state = d["state"]
+                hyper[k] = saved[k]
+            trial = {**group, **hyper}
+            try:
+                trial["lr"] = as_schedule(trial["lr"])
+                self._check_group(trial)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"state_dict parameter group {gi}: {exc}") from None
+            groups.append({k: (v if k == "lr" else trial[k]) for k, v in hyper.items()})
+            checked.append(trial)
+        return groups, checked
+
+    def _checked_state_arrays(self, state, checked):
+        """[(array index, state name, value as an array)], each checked against the
+        parameter's shape and dtype and the names its (checked) group uses."""
+        if not isinstance(state, dict):
+            raise TypeError("state_dict state must be a dict {array index: {name: array}}, "
+                            f"got {_checks.describe(state)}")
         if len(state) != len(self._params):
             raise ValueError(f"state_dict has state for {len(state)} arrays, the optimizer "
                              f"has {len(self._params)}")
+        arrays = []
         for i, p in enumerate(self._params):
             saved = state.get(i, state.get(str(i)))
             if saved is None:
                 raise ValueError(f"state_dict has no state for parameter {i}")
-            expected = new_groups[self._group_of[i]][1]
+            if not isinstance(saved, dict):
+                raise TypeError(f"state of parameter {i} must be a dict {{name: array}}, got "
+                                f"{_checks.describe(saved)}")
+            expected = set(self._slots(checked[self._group_of[i]]))
             if set(saved) != expected:
                 raise ValueError(f"state of parameter {i} has {sorted(saved)}, expected "
                                  f"{sorted(expected)}")
@@ -632,26 +736,36 @@ class Optimizer:
                 if v.shape != tuple(p.shape) or v.dtype != p.dtype:
                     raise ValueError(f"state {k!r} of parameter {i} is {v.dtype}{list(v.shape)}"
                                      f", the parameter is {p.dtype}{list(p.shape)}")
-        steps = d["steps"]
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-            raise ValueError(f"state_dict steps must be a non-negative integer, got {steps!r}")
-        if len(d["group_state"]) != len(self.param_groups):
-            raise ValueError("state_dict group_state does not match the parameter groups")
+                arrays.append((i, k, v))
+        return arrays
 
-        # everything checked: apply
-        for gi, (merged, _) in enumerate(new_groups):
-            self.param_groups[gi].update({k: v for k, v in merged.items() if k != "params"})
-            self._refresh_group(gi)
-        for i in range(len(self._params)):
-            saved = state.get(i, state.get(str(i)))
-            for k, v in saved.items():
-                if self.device:
-                    self.state[i][k].copy_to_device(np.ascontiguousarray(v))
-                else:
-                    np.copyto(self.state[i][k], np.asarray(v))
-        self.group_state = [dict(gs) for gs in d["group_state"]]
-        self._steps = int(steps)
-        self.skipped_steps = int(d.get("skipped_steps", 0))
+    def _checked_group_state(self, saved, checked):
+        """Each group's host scalars (e.g. NAdam's mu_product), checked: only the names this
+        optimizer keeps, each by ``GROUP_STATE_CHECKS`` (a NaN would poison every later
+        step); returned as new dicts."""
+        if not isinstance(saved, (list, tuple)) or len(saved) != len(self.param_groups):
+            raise ValueError("state_dict group_state must be a list of one dict per parameter "
+                             f"group ({len(self.param_groups)}), got {_checks.describe(saved)}")
+        result = []
+        for gi, (gs, group) in enumerate(zip(saved, checked)):
+            if not isinstance(gs, dict):
+                raise TypeError(f"state_dict group_state[{gi}] must be a dict, got "
+                                f"{_checks.describe(gs)}")
+            known = set(self._host_scalars(group, 0.0, 1, {})[2])  # the names it keeps
+            unknown = sorted(set(gs) - known)
+            if unknown:
+                raise ValueError(f"state_dict group_state[{gi}] has {unknown}, which "
+                                 f"{type(self).__name__} does not keep (it keeps "
+                                 f"{sorted(known)})")
+            entry = {}
+            for k, v in gs.items():
+                check = self._group_state_checks.get(k, GROUP_STATE_CHECKS.get(k))
+                if check is None:
+                    raise TypeError(f"{type(self).__name__} has no check for its group state "
+                                    f"{k!r}: add one to its _group_state_checks")
+                entry[k] = check(f"state_dict group_state[{gi}][{k!r}]", v)
+            result.append(entry)
+        return result
 
     def __repr__(self):
         g = {k: v for k, v in self.param_groups[0].items() if k != "params"}
