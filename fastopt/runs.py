@@ -229,16 +229,25 @@ def make_out_dir(out, prefix, now=None):
         except OSError as exc:
             raise ValueError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
         return path
-    stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    base = Path(RUNS_ROOT) / f"{prefix}-{stamp}"
-    path, n = base, 1
     while True:
+        path = new_out_path(prefix, now)
         try:
             path.mkdir(parents=True, exist_ok=False)
             return path
-        except FileExistsError:
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
+        except FileExistsError:  # made by another command in the same second
+            continue
+
+
+def new_out_path(prefix, now=None):
+    """``runs/<prefix>-YYYYMMDD-HHMMSS`` (``-2``, ``-3`` ... if taken), not created: for a
+    command that creates its folder itself once its arguments are checked."""
+    stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    base = Path(RUNS_ROOT) / f"{prefix}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 def interrupted(out_dir):

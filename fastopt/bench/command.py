@@ -14,11 +14,15 @@ def _csv_list(text):
 
 
 def _sizes(text):
+    """Comma-separated whole numbers >= 1 (1e3 counts; 1.5 or -5 is refused, not cut)."""
+    from .update import check_sizes
+
     try:
-        return [int(float(x)) for x in _csv_list(text)]
+        return check_sizes([float(x) for x in _csv_list(text)], "sizes")
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"sizes must be comma-separated numbers such as 1e3,1e5, got {text!r}") from None
+            f"sizes must be comma-separated positive whole numbers such as 1e3,1e5, got "
+            f"{text!r}") from None
 
 
 def _network():
@@ -45,7 +49,9 @@ def _run(args, what, measure, columns, headers, title=None):
 
 
 def _cmd_update(args):
-    from .update import bench_update
+    from .update import bench_update, optimizer_names
+
+    optimizer_names(args.optimizers, "--optimizers")  # before the output folder is made
 
     def measure(progress):
         rows, notes = bench_update(optimizers=args.optimizers, sizes=args.sizes,
@@ -60,7 +66,9 @@ def _cmd_update(args):
 
 def _cmd_crossover(args):
     from .. import config
-    from .update import bench_crossover
+    from .update import bench_crossover, optimizer_names
+
+    optimizer_names(args.optimizers or ("sgd", "adam"), "--optimizers")  # before any output
 
     def measure(progress):
         rows, found = bench_crossover(names=args.optimizers or ("sgd", "adam"),

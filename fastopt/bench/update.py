@@ -39,15 +39,33 @@ def _axpy_kernel():
     return axpy
 
 
-def _optimizer_names(optimizers):
+def optimizer_names(optimizers, option="optimizers"):
+    """The optimizers to measure (default all), each a name of ``optim.OPTIMIZERS``;
+    ValueError naming ``option`` and the valid names otherwise (before any output)."""
     from .. import optim
 
     names = list(optimizers or optim.OPTIMIZERS)
     unknown = [n for n in names if n not in optim.OPTIMIZERS]
     if unknown:
-        raise ValueError(f"unknown optimizer(s) {unknown}; choose from "
-                         f"{sorted(optim.OPTIMIZERS)}")
+        raise ValueError(f"{option}: unknown optimizer(s) {unknown}; choose from "
+                         f"{', '.join(sorted(optim.OPTIMIZERS))}")
     return names
+
+
+def check_sizes(sizes, option="sizes"):
+    """Element counts: whole numbers >= 1 (1e3 counts, 1.5 or -5 does not); a list of ints."""
+    from .. import _checks
+
+    result = []
+    for n in sizes:
+        value = _checks.as_int(n)
+        if value is None or value < 1:
+            raise ValueError(f"{option} must be positive whole numbers such as 1e3,1e5, got "
+                             f"{n!r}")
+        result.append(value)
+    if not result:
+        raise ValueError(f"{option} needs at least one size, such as 1e3,1e5")
+    return result
 
 
 def _update_notes(torch_peers, torch):
@@ -92,7 +110,8 @@ def bench_update(optimizers=None, sizes=definitions.UPDATE_SIZES, dtype="float32
                  torch_peers=True, numpy_peer=True, progress=True, seed=0):
     """(rows, notes): one row per optimizer, N and implementation: seconds per step,
     GB/s, ratio (peer time / fastopt time)."""
-    names = _optimizer_names(optimizers)
+    names = optimizer_names(optimizers)
+    sizes = check_sizes(sizes)
     dtype = np.dtype(dtype)
     torch = _torch() if torch_peers else None
     axpy = _axpy_kernel()
@@ -118,7 +137,8 @@ def bench_crossover(names=("sgd", "adam"), sizes=None, dtype="float32", rounds=9
     from .. import optim
     from ..kernels import cpu
 
-    sizes = sizes or [int(round(10 ** e)) for e in np.arange(3, 6.51, 0.25)]
+    names = optimizer_names(names)
+    sizes = check_sizes(sizes or [int(round(10 ** e)) for e in np.arange(3, 6.51, 0.25)])
     dtype = np.dtype(dtype)
     rows = []
     for name in runs.Progress(names, desc="bench crossover", unit="optimizers",

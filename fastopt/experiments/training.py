@@ -224,6 +224,9 @@ class Runner:
                 self.result = self._run(True, f"diverged at step {exc.step} (training loss "
                                               f"{exc.loss})")
                 return True
+            except OverflowError as exc:  # the lr schedule blew up: so did the run
+                self.result = self._run(True, f"diverged: {str(exc).splitlines()[0]}")
+                return True
         note = blown_up(self.training.history)
         self.result = self._run(bool(note), note)
         return True

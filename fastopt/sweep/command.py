@@ -231,7 +231,8 @@ def budget_text(kwargs):
 def run(args):
     """The ``sweep`` command; returns the exit code (0, or 1 if trials failed)."""
     kwargs, top = resolve(args)
-    out = runs.make_out_dir(args.out, "sweep")
+    # the folder is created by engine.run once everything is checked and it holds the lock
+    out = runs.check_out(args.out) or runs.new_out_path("sweep")
     args._out_dir = str(out)  # for the Ctrl-C message
     _announce(args, kwargs)
     resolved = {"top": top, "textbook": bool(args.textbook)}
@@ -245,6 +246,15 @@ def run(args):
         raise ValueError(str(exc)) from None
     except ImportError as exc:  # a data set's missing extra
         raise ValueError(f"--dataset {kwargs['dataset']}: {exc}") from None
+    try:
+        return _report(args, kwargs, result, out, top)
+    except Exception as exc:
+        runs.update_settings(out, status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _report(args, kwargs, result, out, top):
+    """The files and tables after the trials; returns the exit code."""
     runs.wrote(out / TRIALS_FILE, f"{len(result.trials)} trials, one line each "
                                   f"({result.ran} run now, {result.skipped} earlier)")
     runs.wrote(out / HISTORIES, "the training history of each trial")

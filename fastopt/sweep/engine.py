@@ -29,9 +29,12 @@ loss becomes NaN or blows up is a result (status ``diverged``), not an error.
 Nothing here imports dask, numba or matplotlib at module level.
 """
 
+import contextlib
 import datetime
 import json
 import os
+import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -101,26 +104,40 @@ def run(space, trials=None, *, dataset="digits", budget_steps=None, budget_secon
         record = _python_record(space, trials, task, seed, defaults, scheduler, workers, out)
 
     book = _Book(planned, out)
-    if out is not None:
-        book.open(_open_out(out, definition, len(planned), record, log))
-    todo = [t for t in planned if t.id not in book.done]
-    if book.done:
-        log(f"resuming: {len(book.done)} of the {len(planned)} trials are in {TRIALS_FILE} "
-            f"already; {len(todo)} to run")
-    t_start = time.perf_counter()
-    book.start_bar(progress)
-    n_workers = 0
-    try:
-        if not todo:
-            pass
-        elif workers == 0:
-            _run_here(task, todo, data, book)
-            n_workers = 1
-        else:
-            n_workers = _run_distributed(task, todo, data, scheduler, workers, client,
-                                         connect_timeout, book, log)
-    finally:
-        book.bar.close()
+    with _locked(out):  # one sweep at a time in a folder; created only now, all checked
+        previous = None if out is None else _check_folder(out, definition)
+        if out is not None:
+            book.open((TrialLog(Path(out) / TRIALS_FILE, TRIAL_COLUMNS),
+                       Path(out) / ERRORS_FILE))
+        todo = [t for t in planned if t.id not in book.done]
+        if book.done:
+            log(f"resuming: {len(book.done)} of the {len(planned)} trials are in "
+                f"{TRIALS_FILE} already; {len(todo)} to run")
+        # connected before settings.json says "running": an unreachable scheduler leaves
+        # the folder as it was
+        with _connected(todo and workers != 0, scheduler, workers, client, connect_timeout,
+                        log) as dask_client:
+            if out is not None:
+                _record(out, definition, len(planned), record, previous, log)
+            t_start = time.perf_counter()
+            book.start_bar(progress)
+            n_workers = 0
+            try:
+                if dask_client is not None:
+                    n_workers = _run_distributed(task, todo, data, dask_client, book, log)
+                elif todo:
+                    _run_here(task, todo, data, book)
+                    n_workers = 1
+                if out is not None:
+                    complete = len(book.done) == len(planned) and not book.errors
+                    runs.update_settings(out, status="complete" if complete else "incomplete")
+            except Exception as exc:
+                if out is not None:
+                    runs.update_settings(out, status="failed",
+                                         error=f"{type(exc).__name__}: {exc}")
+                raise
+            finally:
+                book.bar.close()
     return book.result(len(todo), time.perf_counter() - t_start, n_workers)
 
 
@@ -212,16 +229,69 @@ def _python_record(space, trials, task, seed, defaults, scheduler, workers, out)
             "command_line": "fastopt.sweep.run(...) from Python"}
 
 
-def _open_out(out, definition, trials, record, log):
-    """Create or reopen the sweep folder; returns (trials log, errors log path)."""
+LOCK_FILE = ".sweep.lock"  # held (flock) by the sweep that runs in the folder
+
+
+@contextlib.contextmanager
+def _locked(out):
+    """Create the sweep folder ``out`` and hold its lock file for the duration: a second
+    sweep into the same folder is refused at once, naming the running one. The lock is the
+    operating system's (``flock``): it goes with the process, so the folder of a killed
+    sweep is free again and the same command resumes it. Nothing without ``out``; no lock
+    where ``fcntl`` is missing (Windows)."""
+    if out is None:
+        yield
+        return
     out = Path(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = out / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
+            raise ValueError(f"{out} is in use by a sweep that is running ({holder}); wait "
+                             "for it to finish or stop it (the same command then resumes "
+                             "the sweep), or use another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (f"pid {os.getpid()} on {platform.node()}, started "
+                       f"{datetime.datetime.now().astimezone().isoformat(timespec='seconds')}"
+                       f": {shlex.join(sys.argv)}\n").encode(), 0)
+        try:
+            yield
+        except BaseException:
+            if created and [p.name for p in out.iterdir()] == [LOCK_FILE]:
+                path.unlink()  # refused before anything was recorded: leave no folder
+                out.rmdir()
+            raise
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _check_folder(out, definition):
+    """The earlier record of the sweep in ``out`` (None for a new sweep), checked to be the
+    same sweep; writes nothing."""
+    out = Path(out)
     previous = runs.read_settings(out)
     if previous is None and (out / TRIALS_FILE).exists():
         raise ValueError(f"{out} holds a {TRIALS_FILE} but no {runs.SETTINGS_FILE}; it is not "
                          "a sweep folder that can be resumed; use another --out")
     if previous is not None:
         runs.check_resume(previous, out, "sweep", definition, key="sweep")
+    return previous
+
+
+def _record(out, definition, trials, record, previous, log):
+    """settings.json of this run (status "running", the earlier runs listed) and the
+    histories folder, once the trials are about to run."""
+    out = Path(out)
     path = runs.write_settings(out, "sweep", record.get("arguments", {}),
                                record.get("argv", []),
                                resolved={"sweep": definition, "trials": trials,
@@ -234,7 +304,6 @@ def _open_out(out, definition, trials, record, log):
             {k: previous.get(k) for k in ("date", "status", "command_line")}]
         runs.update_settings(out, earlier_runs=earlier)
     (out / HISTORIES).mkdir(exist_ok=True)
-    return TrialLog(out / TRIALS_FILE, TRIAL_COLUMNS), out / ERRORS_FILE
 
 
 class _Book:
@@ -335,20 +404,36 @@ def _warm_up_workers(client, task, todo, arg, log):
     return warm
 
 
-def _run_distributed(task, todo, data, scheduler, workers, client, connect_timeout, book,
-                     log):
+@contextlib.contextmanager
+def _connected(needed, scheduler, workers, client, connect_timeout, log):
+    """The Dask client the trials run on (None if not ``needed``: nothing to run, or
+    ``workers=0``): ``client``, or one connected to ``scheduler`` or to a local cluster
+    of ``workers`` started here, closed at the end with that cluster."""
+    if not needed:
+        yield None
+        return
+    if client is not None:
+        yield client
+        return
+    import_distributed()
+    t0 = time.perf_counter()
+    client, cluster = connect(scheduler, workers, connect_timeout)
+    try:
+        log(f"{'local cluster' if cluster is not None else scheduler}: "
+            f"{len(workers_of(client))} worker(s) ready in {time.perf_counter() - t0:.1f} s")
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _run_distributed(task, todo, data, client, book, log):
     """Submit every trial, hand each to ``book`` as it finishes; returns the number of
     workers."""
     distributed = import_distributed()
-    own_client = client is None
-    cluster = None
     futures, warm = [], []
     try:
-        if own_client:
-            t0 = time.perf_counter()
-            client, cluster = connect(scheduler, workers, connect_timeout)
-            log(f"{'local cluster' if cluster is not None else scheduler}: "
-                f"{len(workers_of(client))} worker(s) ready in {time.perf_counter() - t0:.1f} s")
         arg = None if data is None else client.scatter(data, broadcast=True)
         warm = _warm_up_workers(client, task, todo, arg, log)
         started = set(workers_of(client))
@@ -373,17 +458,13 @@ def _run_distributed(task, todo, data, scheduler, workers, client, connect_timeo
                 "stopped); their trials ran again on other workers and each is recorded once")
         return len(started)
     finally:
-        _close(client, own_client, cluster, futures + warm)
+        _cancel(client, futures + warm)
 
 
-def _close(client, own_client, cluster, futures):
-    """Cancel what is left of the sweep's tasks; close the client and cluster it opened."""
-    if futures and client is not None:
+def _cancel(client, futures):
+    """Cancel what is left of the sweep's tasks."""
+    if futures:
         try:
             client.cancel(futures)
         except Exception:  # noqa: BLE001 - closing anyway
             pass
-    if own_client and client is not None:
-        client.close()
-    if cluster is not None:
-        cluster.close()

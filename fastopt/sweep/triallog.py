@@ -26,6 +26,7 @@ import csv
 import io
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -39,6 +40,7 @@ METRICS = ("status", "val_accuracy", "val_loss", "best_val_accuracy", "best_val_
            "trial_seconds", "worker", "pid", "finished", "note")
 TRIAL_COLUMNS = ("trial_id", "index", *NAMES, *METRICS)
 ERROR_COLUMNS = ("trial_id", "index", *NAMES, "error", "finished")
+_END_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d")  # as written
 _INTS = {"index", "batch_size", "seed", "steps", "pid"}
 _FLOATS = {"lr", "weight_decay", "momentum", "val_accuracy", "val_loss", "best_val_accuracy",
            "best_val_loss", "train_loss", "epochs", "train_seconds", "compile_seconds",
@@ -71,42 +73,80 @@ def _parse(column, text):
     return text
 
 
-def parse_row(raw):
-    """A row of trials.csv or errors.csv (strings) with its numbers as numbers."""
-    return {k: _parse(k, v) for k, v in raw.items() if k is not None}
+def parse_row(raw, where=None):
+    """A row of trials.csv or errors.csv (strings) with its numbers as numbers. ``where``
+    (``"trials.csv line 7"``) names the row in the ValueError of a cell that is not the
+    number its column holds."""
+    row = {}
+    for k, v in raw.items():
+        if k is None:
+            continue
+        try:
+            row[k] = _parse(k, v)
+        except (TypeError, ValueError):
+            kind = "an integer" if k in _INTS else "a number"
+            raise ValueError(f"{where or 'a row'}: column {k} must be {kind}, got {v!r}; "
+                             "correct the value or delete the line (its trial then runs "
+                             "again)") from None
+    return row
+
+
+def _complete(line, columns):
+    """True if ``line`` (a last line without its newline) holds a whole row: every column,
+    each cell what its column holds, and a whole end time in the column finished. An editor that strips the final newline leaves such a row; a crash mid-write
+    leaves one cut short."""
+    try:
+        cells, = list(csv.reader(io.StringIO(line.decode())))
+        row = parse_row(dict(zip(columns, cells)))
+    except (ValueError, UnicodeDecodeError):  # also a quote left open
+        return False
+    if len(cells) != len(columns):
+        return False
+    return "finished" not in row or bool(_END_TIME.fullmatch(row["finished"]))
 
 
 class TrialLog:
-    """An append-only CSV file: the header once, then one whole line per ``append``
-    (one ``os.write`` on an O_APPEND descriptor, then ``fsync``). Opening an existing file
-    checks its header and drops a trailing partial line (a machine that lost power)."""
+    """An append-only CSV file: the header, then one whole line per ``append`` (one
+    ``os.write`` on an O_APPEND descriptor, then ``fsync``); the file is created with the
+    first line, so a sweep that records nothing leaves no empty log. Opening an existing
+    file checks its header and the rows (a bad cell names its line); a last line without
+    its newline is kept if it holds a whole row (the newline is added), and dropped if it
+    was cut short (a machine that lost power)."""
 
     def __init__(self, path, columns):
         self.path = Path(path)
         self.columns = tuple(columns)
         self.rows = []
-        if self.path.exists() and self.path.stat().st_size:
+        self._header = not (self.path.exists() and self.path.stat().st_size)
+        if not self._header:
             self._read()
-        else:
-            self._write(_line(self.columns), os.O_TRUNC)
 
     def _read(self):
         data = self.path.read_bytes()
         if not data.endswith(b"\n"):
             cut = data.rfind(b"\n") + 1
-            print(f"note: {self.path}: dropped an incomplete last line", file=sys.stderr)
-            with open(self.path, "r+b") as f:
-                f.truncate(cut)
-            data = data[:cut]
+            if cut and _complete(data[cut:], self.columns):
+                self._write(b"\n")  # a whole row whose newline an editor removed
+                data += b"\n"
+            else:
+                print(f"note: {self.path}: dropped an incomplete last line", file=sys.stderr)
+                with open(self.path, "r+b") as f:
+                    f.truncate(cut)
+                data = data[:cut]
+                if not data:  # not even the header was whole
+                    self._header = True
+                    return
         reader = csv.DictReader(io.StringIO(data.decode()))
         if tuple(reader.fieldnames or ()) != self.columns:
             raise ValueError(f"{self.path} has the columns {reader.fieldnames}, not those of "
                              f"this version of fastopt ({', '.join(self.columns)}); use "
                              "another --out")
-        self.rows = [parse_row(r) for r in reader]
+        self.rows = [parse_row(r, f"{self.path} line {reader.line_num}") for r in reader]
 
-    def _write(self, line, extra=0):
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | extra, 0o644)
+    def _write(self, line):
+        if self._header:  # the first line of a new log: the header with it, in one write
+            line = _line(self.columns) + line
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
         try:
             view = memoryview(line)
             while view:
@@ -114,6 +154,7 @@ class TrialLog:
             os.fsync(fd)
         finally:
             os.close(fd)
+        self._header = False
 
     def append(self, row):
         self._write(_line([row.get(c) for c in self.columns]))
@@ -123,4 +164,5 @@ class TrialLog:
 def read_trials(path):
     """The rows of a trials.csv (or errors.csv) as dicts with numbers as numbers."""
     with open(path, newline="") as f:
-        return [parse_row(r) for r in csv.DictReader(f)]
+        reader = csv.DictReader(f)
+        return [parse_row(r, f"{path} line {reader.line_num}") for r in reader]
