@@ -56,13 +56,13 @@ def write_csv(rows, path, columns=None, cell=None):
     missing ones and None are empty cells; ``cell(value)``, if given, converts each value
     first. The parent folder is created if needed, and the file appears whole or not at
     all (written next to it, then renamed), even after Ctrl-C."""
+    from .runs import atomic_file
+
     columns = list(columns or rows[0])
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{os.fspath(path)}.tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_file(path, "w") as f:  # a unique temporary name: two writers never share it
         w = csv.writer(f)
         w.writerow(columns)
         for r in rows:
             w.writerow([cell(r.get(c)) if cell else r.get(c) for c in columns])
-    os.replace(tmp, path)
     return path

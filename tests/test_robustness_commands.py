@@ -49,3 +49,15 @@ def test_a_schedule_that_overflows_is_a_diverged_run():
     assert run.diverged
     assert "diverged: ExponentialDecay learning rate overflowed at step 4" in run.note
     assert run.history.records[-1]["step"] < 50
+
+
+def test_csv_files_are_written_through_unique_temporaries(tmp_path):
+    """best.csv went through best.csv.tmp: two writers shared it. Now each has its own."""
+    from fastopt import tables
+
+    other = tmp_path / "best.csv.tmp"  # what another writer has half written
+    other.write_text("half")
+    tables.write_csv([{"a": 1}], tmp_path / "best.csv")
+    assert other.read_text() == "half"
+    assert (tmp_path / "best.csv").read_bytes() == b"a\r\n1\r\n"  # as before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.csv", "best.csv.tmp"]
