@@ -110,17 +110,35 @@ class MemoryMap:
     reads every element before it writes it), never partly overlap."""
 
     def __init__(self, entries):
+        import numpy as np
+
+        self._ndarray = np.ndarray
         rows = sorted((*memory_span(a), name, owner) for name, owner, a in entries if a.size)
         self.starts = [r[0] for r in rows]
         self.rows = rows
+        # the NumPy arrays that own the memory of the map's arrays: an array whose memory
+        # belongs to none of them lies apart, known without asking for its address (which
+        # costs microseconds per array)
+        self._roots = {id(self._root(a)) for _, _, a in entries}
+        self._keep = [self._root(a) for _, _, a in entries]  # keeps those ids valid
+
+    def _root(self, a):
+        while isinstance(getattr(a, "base", None), self._ndarray):
+            a = a.base
+        return a
 
     def check_apart(self, name, a, owner):
         """Raise ValueError naming both arrays if ``a`` overlaps one of the map's arrays
-        without being exactly one that belongs to ``owner``."""
+        without being exactly one that belongs to ``owner``. ``name``: a str, or a
+        callable that returns it (called only for the message)."""
         import bisect
 
         if not a.size:
             return
+        root = self._root(a)
+        if (isinstance(root, self._ndarray) and root.base is None
+                and id(root) not in self._roots):
+            return  # its own memory, which no parameter or state array uses
         start, end = memory_span(a)
         k = bisect.bisect_left(self.starts, end) - 1  # the last array starting before a ends
         if k < 0 or self.rows[k][1] <= start:
@@ -128,6 +146,7 @@ class MemoryMap:
         s, e, other, own = self.rows[k]
         if (s, e) == (start, end) and own == owner:
             return
+        name = name() if callable(name) else name
         raise ValueError(f"{name} shares memory with {other}: a gradient may be its own "
                          "parameter, but must not overlap another array the optimizer "
                          "writes (the update would read values it has already written); "

@@ -310,7 +310,13 @@ def _buffer_cases():
         buf = np.zeros(24)
         return buf[:12].reshape(3, 4), buf[6:18].reshape(3, 4), "shares memory with params"
 
-    return [partial_own, other_param, own_param, one_grad_for_two, reshaped_view]
+    def foreign_memory():  # two arrays over one bytearray, neither owning its memory
+        raw = bytearray(8 * 11)
+        p = np.frombuffer(raw, dtype=np.float64, count=10, offset=8)
+        return p, np.frombuffer(raw, dtype=np.float64, count=10), "shares memory with params"
+
+    return [partial_own, other_param, own_param, one_grad_for_two, reshaped_view,
+            foreign_memory]
 
 
 @pytest.mark.parametrize("make", _buffer_cases(), ids=lambda f: f.__name__)

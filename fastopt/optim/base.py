@@ -407,8 +407,9 @@ class Optimizer:
                 entries += [(f"the optimizer's state {k!r} of "
                              f"{self._array_name('params', i)}", i, a) for k, a in st.items()]
             self._memory = _checks.MemoryMap(entries)
+        check = self._memory.check_apart
         for i, g in enumerate(flat):
-            self._memory.check_apart(self._array_name("grads", i), g, i)
+            check(lambda i=i: self._array_name("grads", i), g, i)
         self._grads_apart = tuple(grads)
 
     def _array_name(self, what, i):
