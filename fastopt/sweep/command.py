@@ -75,7 +75,9 @@ where: a local Dask cluster of --workers processes (default: one per core), or a
 resume: every finished trial is appended to trials.csv at once; run the same command with
   the same --out to skip the trials already there (a larger --trials extends the sweep).
   A worker that dies mid-trial is replaced and the trial runs again elsewhere; it is
-  recorded once. Ctrl-C keeps every finished trial.
+  recorded once. Ctrl-C keeps every finished trial. One sweep at a time per --out: a
+  second one is refused while the first runs (the lock file .sweep.lock, which the system
+  releases when that process ends, even when it is killed: then the same command resumes).
 
 outputs: trials.csv, histories/<trial>.csv, best.csv, sweep_lr.png, best_curves.png,
   settings.json (errors.csv if a trial raised)"""
