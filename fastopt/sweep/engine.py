@@ -19,7 +19,10 @@ trial is appended to ``out/trials.csv`` as one whole line (``fastopt.sweep.trial
 its history to ``out/histories/<trial_id>.csv`` just before, so an interrupted sweep leaves
 only complete lines. Running the same sweep again with the same ``out`` skips the trials
 already in ``trials.csv`` (a larger ``trials`` extends a sweep); a folder that holds a
-different sweep is refused. A worker that dies in the middle of a trial is replaced and its
+different sweep is refused, and so is a folder in use by a sweep that is running (its lock
+file, held with ``flock``, goes with the process). The folder is created, and settings.json
+says "running", only once everything is checked and the cluster is connected; a sweep that
+raises is marked "failed". A worker that dies in the middle of a trial is replaced and its
 trial runs again on a worker that is alive (Dask retries a task whose worker died up to
 ``distributed.scheduler.allowed-failures`` = 3 times); since results are written only when
 they reach the client, a trial is recorded once, never twice. A trial that raises (or kills
