@@ -8,22 +8,29 @@ FASTOPT_PARALLEL_MIN_SIZE
     ``python -m fastopt bench crossover`` on a 2-core machine (see benchmarks/README.md).
 
 FASTOPT_THREADS
-    how the CPU update kernels use threads when the cores may be shared (``fastopt.threads``):
-    ``all`` (default) takes the ``prange`` kernel from PARALLEL_MIN_SIZE elements, as
-    before; ``auto`` lets each such array race its serial and its ``prange`` kernel now and
-    then and use the faster, which keeps a loaded machine fast but can move a result by an
-    ulp (the two kernels differ in a few elements for some rules: Adam with amsgrad,
-    SGD with Nesterov); ``1`` runs everything on one thread, numpy's BLAS included.
+    how the CPU kernels use threads when the cores may be shared (``fastopt.threads``):
+    ``auto`` (default) keeps the threads while they are fast and falls back to one thread
+    while other programs keep the cores busy (a quiet machine gives the numbers of
+    ``all``); ``all`` always uses the threads (prange kernels from PARALLEL_MIN_SIZE
+    elements, numpy's BLAS on its own thread count); ``1`` runs everything on one
+    thread, numpy's BLAS included. ``all`` and ``1`` are bitwise reproducible whatever
+    the load; ``auto`` after a switch to one thread is not (OpenBLAS rounds differently
+    on one thread).
 """
 
 import os
 
-# Explicit fast-math flags: allow contraction (FMA) and reciprocal/function approximations,
-# but NOT "nnan"/"ninf", so NaN and inf propagate and can be noticed. Element-wise kernels
-# also leave out "reassoc": with it LLVM reassociates the serial and the prange loop
-# differently and their results differ by an ulp (measured on SGD-Nesterov float32);
-# without it the two paths agree bitwise at no measurable cost.
-FASTMATH = {"nsz", "arcp", "contract", "afn"}
+# Explicit fast-math flags: allow reciprocal and function approximations and ignore the sign
+# of zero, but NOT "nnan"/"ninf", so NaN and inf propagate and can be noticed, and NOT
+# "contract" or "reassoc". With "contract" LLVM fuses a*b + c into an FMA in the vectorised
+# body of a loop but not always in its scalar remainder, so the serial kernel, the prange
+# kernel and the prange kernel on another thread count differed in a few elements by an ulp
+# (Adam with amsgrad: 623 of 40,001 float32 elements; Lion with weight decay: 1); without it
+# the three agree bitwise for every rule (tests/test_kernels.py, test_paths_agree_bitwise),
+# so fastopt.threads may switch between them with the load, and C compilers without
+# contraction (the Cython backend) can match Numba bit for bit. Element-wise kernels are
+# memory-bound: no measurable cost (benchmarks/README.md, "Contention").
+FASTMATH = {"nsz", "arcp", "afn"}
 # Reductions (the gradient norm) need "reassoc" to vectorise.
 REDUCTION_FASTMATH = FASTMATH | {"reassoc"}
 
@@ -56,4 +63,4 @@ def _env_choice(name, default, choices):
     return value
 
 
-THREADS = _env_choice("FASTOPT_THREADS", "all", ("all", "auto", "1"))
+THREADS = _env_choice("FASTOPT_THREADS", "auto", ("auto", "all", "1"))

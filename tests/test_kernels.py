@@ -126,3 +126,29 @@ def test_parallel_is_deterministic(case, rng, monkeypatch):
     runs = [step_both(case, np.float32, 30001, np.random.default_rng(seed), steps=3)[0]
             for _ in range(2)]
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_paths_agree_bitwise(case, dtype, monkeypatch):
+    """The serial kernel and the prange kernel on one and on two threads give the same bits
+    (no "contract" in config.FASTMATH): fastopt.threads may switch between them with the
+    load without moving a result. 1001 elements: a vectorised body and a scalar remainder
+    in each thread's share."""
+    import numba
+
+    from fastopt import config
+
+    results = []
+    before = numba.get_num_threads()
+    try:
+        for min_size, threads in ((2**62, before), (0, 1), (0, min(2, numba.config.NUMBA_NUM_THREADS))):
+            monkeypatch.setattr(config, "PARALLEL_MIN_SIZE", min_size)
+            numba.set_num_threads(threads)
+            p, _, opt, _ = step_both(case, dtype, 1001, np.random.default_rng(77), steps=3)
+            results.append([p] + [v.copy() for v in opt.state[0].values()])
+    finally:
+        numba.set_num_threads(before)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)

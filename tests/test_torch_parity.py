@@ -106,9 +106,13 @@ def test_float64_matches_torch(config, torch64, rng):
 def test_float32_matches_torch(config, rng, kernel_path):
     name, kw = config
     params, tparams, opt, topt = run_pair(name, kw, np.float32, rng)
+    # centered RMSprop divides by sqrt(v - gm^2), a difference of two close numbers that
+    # turns an ulp of rounding (torch fuses a*b + c into FMAs, fastopt does not: config.py)
+    # into up to ~2e-5 relative after a few steps (measured 1.6e-5; float64 agrees to 1e-10)
+    rtol = 3e-5 if kw.get("centered") else 1e-5
     for p, tp in zip(params, tparams):
         assert p.dtype == np.float32
-        np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(p, tp.detach().numpy(), rtol=rtol, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", list(catalogue.torch_names().values()))
