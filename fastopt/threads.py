@@ -1,44 +1,40 @@
 """How fastopt's CPU kernels use threads when the cores may be shared with other programs.
 
-Why: a multi-threaded kernel is only as fast as its slowest thread. On a quiet machine the
-``prange`` kernels beat the serial ones from about 32k elements (``bench crossover``), but
-when another program keeps the cores busy, a worker thread that was descheduled makes the
-others wait for it, and a step that takes 0.4 ms quiet takes 10-20 ms
-(``python -m fastopt bench contention``; measured on 2 cores). A serial kernel has no
-partner to wait for: it only gets its fair share of a core.
+Why: a multi-threaded kernel is only as fast as its slowest thread. On a quiet machine
+two threads make a training step about 2x faster (``bench contention``, 2 cores), but when
+another program keeps the cores busy, a worker thread that was descheduled makes the others
+wait for it, and a step that takes 1.4 ms quiet takes 5-40 ms (4-12x; measured on 2
+cores, ``python -m fastopt bench contention``). One thread has no partner to wait for: it
+only gets its fair share of a core (about 2x slower than quiet two threads, never 10x).
 
-The policy (``config.THREADS``, environment variable ``FASTOPT_THREADS``):
+The policy (``config.THREADS``, environment variable ``FASTOPT_THREADS``, read at import):
 
-``all`` (default)
-    always the ``prange`` kernel from ``PARALLEL_MIN_SIZE`` elements (fastopt before this
-    policy): results do not depend on the load.
-``auto``
-    every array that is large enough for the ``prange`` kernel gets a ``Governor``: it
-    races the serial and the ``prange`` kernel for a few calls each (a *trial*) and runs
-    the faster one until the next trial. Trials come 0.25 s apart after a change of mind
-    and back off to 4 s while the answer stays the same; a call of the ``prange`` kernel
-    that takes more than ``ALARM`` times the trial's time (the cores were taken away)
-    brings the next trial forward to the next call. Not the default because the two
-    kernels are not bitwise twins for every rule: for most they agree, but Adam with
-    amsgrad and SGD with Nesterov differ in some elements by an ulp (measured at HEAD:
-    619 of 40,001; the vectorised body and the scalar remainder of a loop contract
-    ``a*b + c`` differently, and which elements fall in the remainder depends on the
-    split), so under ``auto`` a run's last bits would depend on the load. Even the
-    ``prange`` kernel alone moves 1-2 elements between one and two Numba threads (Lion
-    with weight decay, SGD-Nesterov). Kernels that split their loops into blocks of a
-    fixed size, whatever the thread count, would remove both and let ``auto`` become the
-    default.
+``auto`` (default)
+    *Optimizer steps* (``opt.step`` on arrays large enough for the ``prange`` kernel): a
+    ``Governor`` per array size races the serial and the ``prange`` kernel for a few calls
+    now and then (a *trial*) and runs the faster one. Both give the same bits
+    (``config.FASTMATH`` has no "contract"; tests/test_kernels.py), so this never moves a
+    result.
+    *Training steps* (``MLP.train_step``, the compiled chunks of ``train.fit``), whose
+    threads are the BLAS library's: a ``Guard`` per network and batch size times every
+    call and keeps numpy's BLAS on its own thread count until the time per step stays
+    above ``STALL`` times the best seen (the cores were taken away); then it runs the
+    calls on one BLAS thread and, now and then, tries the threads again (0.25 s after a
+    change, backing off to 4 s), going back when they are clearly faster. OpenBLAS rounds
+    differently on one and on two threads (46% of the elements of a 32x784 @ 784x100
+    float32 product move by an ulp, and no fixed split of the product avoids it), so a
+    run that was switched has other last bits than a quiet one: on a quiet machine the
+    guard never switches and ``auto`` gives exactly the numbers of ``all``; every switch
+    is counted (``STATS``, ``describe()``), and ``all`` or ``1`` keep a run bitwise
+    reproducible whatever the load.
+``all``
+    the ``prange`` kernel from ``PARALLEL_MIN_SIZE`` elements and numpy's BLAS on its own
+    thread count, always (fastopt before this policy; the test suite runs this way).
 ``1``
-    always the serial kernels, and numpy's BLAS limited to one thread (through
-    threadpoolctl) for the whole process, so no thread of fastopt or of its matrix
-    products waits for another. Deterministic, but its numbers differ from ``all``'s in
-    the last bits.
-
-What the policy does not switch by itself: the threads of the matrix products inside
-``MLP.train_step`` and ``train.fit``. OpenBLAS rounds differently with one thread and with
-two (46% of the elements of a 32x784 @ 784x100 float32 product differ in the last bits,
-measured), so switching them with the load would make a run's numbers depend on what else
-the machine does. ``FASTOPT_THREADS=1`` is the deterministic way to choose one thread.
+    serial kernels, and numpy's BLAS limited to one thread (threadpoolctl) for the whole
+    process. Deterministic, robust to load, about 2x slower than ``all`` on a quiet
+    2-core machine; ``single_thread()`` does the same for a block of code (``fastopt
+    compare`` trains this way and times training in CPU seconds).
 """
 
 import os
@@ -63,8 +59,13 @@ def available_cores():
 
 
 def describe():
-    """The policy in force, as a short text for tables and settings."""
-    return f"FASTOPT_THREADS={config.THREADS}"
+    """The policy in force, and what ``auto`` did so far, as a short text for tables."""
+    mode = config.THREADS
+    text = f"FASTOPT_THREADS={mode}"
+    if mode == "auto" and STATS["one_thread_steps"]:
+        text += (f" (cores busy: {STATS['one_thread_steps']} training steps on one BLAS "
+                 f"thread, {STATS['switches']} switches)")
+    return text
 
 
 class Governor:
@@ -139,21 +140,174 @@ def run_sized(key, n, serial, parallel, *args):
     """Call ``serial`` or ``parallel`` (same arguments, same result) for an array of ``n``
     elements, as the policy says: serial below ``config.PARALLEL_MIN_SIZE``; above it,
     per ``config.THREADS`` (``auto``: the Governor of ``(key, n)``)."""
-    if n < config.PARALLEL_MIN_SIZE or _MODE == "1":
+    mode = "1" if _FORCED else _MODE
+    if n < config.PARALLEL_MIN_SIZE or mode == "1":
         serial(*args)
-    elif _MODE == "all":
+    elif mode == "all":
         parallel(*args)
     else:
         governor((key, n)).run(serial, parallel, *args)
 
 
-def _limit_blas_to_one_thread():
-    try:
+#: time per step, over the best seen, that means the cores were taken away
+STALL = 2.5
+#: calls whose median is compared with the best (one slow call is not a stall)
+WINDOW = 5
+#: calls with the BLAS threads in a try while on one thread (a stalling call ends it)
+PROBE_CALLS = 2
+#: the next try waits at least this many times as long as the last try took
+PROBE_SHARE = 8
+#: the threads must beat one thread by this factor to be taken back
+BACK = 1.25
+#: what ``auto`` did in this process (``describe`` reports it)
+STATS = {"one_thread_steps": 0, "switches": 0}
+
+
+class Guard:
+    """Runs one kind of training call (one network, one batch size) with numpy's BLAS on
+    its own threads while that is fast, on one thread while the cores are busy.
+
+    ``run(fn, steps, *args)`` calls ``fn(*args)``, which does ``steps`` training steps, and
+    returns its result. Quiet: two clock reads per call, and the BLAS threads are never
+    touched. See the module's docstring for the rule."""
+
+    __slots__ = ("one", "best", "recent", "next_try", "period", "probe")
+
+    def __init__(self):
+        self.one = False  # on one BLAS thread
+        self.best = float("inf")  # the best seconds per step with the threads
+        self.recent = []  # seconds per step of the last calls in the current mode
+        self.next_try = 0.0
+        self.period = MIN_PERIOD
+        self.probe = None  # while trying the threads again: their seconds per step
+
+    def run(self, fn, steps, *args):
+        clock = _clock
+        steps = max(steps, 1)
+        if not self.one:
+            t0 = clock()
+            out = fn(*args)
+            self._threads_call((clock() - t0) / steps, clock())
+            return out
+        if self.probe is not None or clock() >= self.next_try:
+            if self.probe is None:
+                self.probe = []
+            t0 = clock()
+            out = fn(*args)
+            t1 = clock()
+            self._probe_call((t1 - t0) / steps, t1 - t0, t1)
+            return out
+        t0 = clock()
+        out = _on_one_thread(fn, args)
+        self._note(self.recent, (clock() - t0) / steps)
+        STATS["one_thread_steps"] += steps
+        return out
+
+    @staticmethod
+    def _note(recent, per_step):
+        recent.append(per_step)
+        if len(recent) > WINDOW:
+            del recent[0]
+
+    def _threads_call(self, per_step, now):
+        self.best = min(self.best, per_step)
+        self._note(self.recent, per_step)
+        if len(self.recent) == WINDOW and _median(self.recent) > STALL * self.best:
+            self.one, self.recent = True, []
+            self.next_try = now + self.period
+            STATS["switches"] += 1
+
+    def _probe_call(self, per_step, seconds, now):
+        self.probe.append(per_step)
+        busy = per_step > STALL * self.best  # still stalling: no need to look further
+        if not busy and len(self.probe) < PROBE_CALLS:
+            return
+        threads, one = _median(self.probe), _median(self.recent or [float("inf")])
+        self.probe = None
+        if not busy and threads * BACK < one:  # the cores are back
+            self.one, self.recent, self.period = False, [], MIN_PERIOD
+            self.best = min(self.best, threads)
+            STATS["switches"] += 1
+        else:
+            self.period = min(2 * self.period, MAX_PERIOD)
+        # a try costs at most about 1/PROBE_SHARE of the time, however long the calls
+        self.next_try = now + max(self.period, PROBE_SHARE * seconds)
+
+
+def _median(values):
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
+
+
+_GUARDS = {}
+
+
+def run_training(key, steps, fn, *args):
+    """``fn(*args)``, a call that does ``steps`` training steps whose matrix products run
+    on numpy's BLAS, under the policy (``auto``: the Guard of ``key``)."""
+    if _FORCED or _MODE != "auto":
+        return fn(*args)
+    guard = _GUARDS.get(key)
+    if guard is None:
+        guard = _GUARDS[key] = Guard()
+    return guard.run(fn, steps, *args)
+
+
+_BLAS = None  # threadpoolctl's controllers of the BLAS libraries, found on first use
+
+
+def _blas():
+    global _BLAS
+    if _BLAS is None:
+        import numpy  # noqa: F401  (loads the BLAS that threadpoolctl is to find)
         import threadpoolctl
-    except ImportError:
-        raise ImportError("FASTOPT_THREADS=1 needs threadpoolctl to limit numpy's BLAS: "
-                          "pip install threadpoolctl (or set OPENBLAS_NUM_THREADS=1 before "
-                          "starting Python)") from None
+
+        libs = threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers
+        _BLAS = [(lib, lib.num_threads) for lib in libs]
+    return _BLAS
+
+
+def _set_blas_threads(one):
+    for lib, own in _blas():
+        lib.set_num_threads(1 if one else own)
+
+
+def _on_one_thread(fn, args):
+    _set_blas_threads(True)
+    try:
+        return fn(*args)
+    finally:
+        _set_blas_threads(False)
+
+
+_FORCED = 0  # single_thread() blocks open
+
+
+class single_thread:
+    """A block of code run as under ``FASTOPT_THREADS=1``: serial update kernels and
+    numpy's BLAS on one thread; the threads come back when the block ends. All the work
+    of fastopt's training calls then runs on the calling thread, so its CPU time
+    (``time.process_time``) is the work itself, which a neighbour on the other cores
+    cannot inflate (``fastopt compare`` measures training time this way)."""
+
+    def __enter__(self):
+        global _FORCED
+        if _FORCED == 0 and _MODE != "1":
+            _set_blas_threads(True)
+        _FORCED += 1
+        return self
+
+    def __exit__(self, *exc):
+        global _FORCED
+        _FORCED -= 1
+        if _FORCED == 0 and _MODE != "1":
+            _set_blas_threads(False)
+        return False
+
+
+def _limit_blas_to_one_thread():
+    import threadpoolctl
     import numpy  # noqa: F401  (loads the BLAS that threadpoolctl is to find)
 
     threadpoolctl.threadpool_limits(1, user_api="blas")

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _checks
+from . import _checks, threads
 from .kernels import cpu
 from .kernels.jit import variant
 from .nn import kernels as K
@@ -277,8 +277,10 @@ def _run_compiled(model, optimizer, X, y, batch, raise_plan_error=True):
         xb = np.empty((nb, X.shape[1]), dtype=model.dtype)
         yb = np.empty((nb,) + y.shape[1:], dtype=y.dtype)
         kernel = _chunk_kernel(model.loss, model.activation, plan.rule)
-        done = kernel(losses, model.grads, ws, (xb, yb), model.params, (X, y),
-                      (starts, index), net, (*plan.slots[0], plan.hypers[0], plan.flags[0]))
+        done = threads.run_training(
+            ("fit", model.sizes, nb, model.dtype.char), len(batch), kernel, losses,
+            model.grads, ws, (xb, yb), model.params, (X, y), (starts, index), net,
+            (*plan.slots[0], plan.hypers[0], plan.flags[0]))
         optimizer.commit_steps(plan, done)
     if plan.error is not None and done == plan.count and raise_plan_error:
         raise plan.error
@@ -587,11 +589,20 @@ class Training:
     far, ``steps``, ``train_time`` and ``cpu_time`` the totals so far. Slicing
     changes no number: the same arguments give the same steps, losses and parameters
     however the run is advanced (only the times differ).
+
+    ``clock`` is what ``time_budget`` and ``advance(seconds=)`` count: ``"wall"`` (default,
+    ``train_time``) or ``"cpu"`` (``cpu_time``: the process's CPU seconds of training, which
+    under ``fastopt.threads.single_thread()`` is the work itself, whatever else runs on the
+    machine). Both columns are recorded either way.
     """
 
     def __init__(self, model, optimizer, data, batch_size=128, epochs=None, max_steps=None,
                  time_budget=None, eval_every=None, early_stopping=None, reduce_lr=None,
-                 seed=0, progress=True, drop_last=False, replacement=False, eval_at=None):
+                 seed=0, progress=True, drop_last=False, replacement=False, eval_at=None,
+                 clock="wall"):
+        if clock not in ("wall", "cpu"):
+            raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
+        self._cpu_clock = clock == "cpu"
         X, y, X_test, y_test = _check_data(model, data)
         model._check_optimizer(optimizer)
         n = X.shape[0]
@@ -626,6 +637,10 @@ class Training:
     def history(self):
         return self.recorder.history
 
+    @property
+    def _clock_time(self):
+        return self.cpu_time if self._cpu_clock else self.train_time
+
     def advance(self, seconds=None, steps=None):
         """Train for about ``seconds`` more training seconds (chunks are sized from the
         speed so far; the slice ends with the chunk that reaches it) and at most ``steps``
@@ -637,7 +652,7 @@ class Training:
         steps = _checks.count("steps", steps, optional=True)
         if self.finished:
             return True
-        end_time = None if seconds is None else self.train_time + seconds
+        end_time = None if seconds is None else self._clock_time + seconds
         end_step = None if steps is None else self.steps + steps
         if self._bar is None:
             from tqdm.auto import tqdm
@@ -646,9 +661,9 @@ class Training:
                              disable=not self.progress, unit="step", desc="fit", leave=False)
         try:
             while not self.finished and (end_step is None or self.steps < end_step) and (
-                    end_time is None or self.train_time < end_time):
+                    end_time is None or self._clock_time < end_time):
                 self._chunk(None if end_step is None else end_step - self.steps,
-                            None if end_time is None else end_time - self.train_time)
+                            None if end_time is None else end_time - self._clock_time)
         except BaseException:
             self._close_bar()
             raise
@@ -659,14 +674,14 @@ class Training:
     def _chunk(self, steps_left, seconds_left):
         """One compiled call (or per-step run) of the planner's next mini-batches, then an
         evaluation where one is due and the stopping rules."""
-        batch = self.planner.next_chunk(self.steps, self.train_time, self._per_step,
+        batch = self.planner.next_chunk(self.steps, self._clock_time, self._per_step,
                                         steps_left, seconds_left)
         t0, c0 = time.perf_counter(), time.process_time()
         losses, done = self._run_chunk(batch)
-        elapsed = time.perf_counter() - t0
-        self.cpu_time += time.process_time() - c0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+        self.cpu_time += cpu
         self.train_time += elapsed
-        self._per_step = elapsed / max(done, 1)
+        self._per_step = (cpu if self._cpu_clock else elapsed) / max(done, 1)
         self.steps += done
         self._bar.update(done)
         self.recorder.add(losses[:done])
@@ -677,7 +692,7 @@ class Training:
                                    losses[-1], self.history)
         record = self._evaluate() if self.planner.evaluates_at(self.steps) else None
         if not self.finished:
-            stopped = self.planner.stop_reason(self.steps, self.train_time)
+            stopped = self.planner.stop_reason(self.steps, self._clock_time)
             if stopped:
                 self._finish(stopped)
             elif record is not None:  # the next evaluation, asked only while the run goes on

@@ -4,6 +4,10 @@ import sys
 
 # Keras is only an oracle here; it must run on the torch backend (no TensorFlow/JAX).
 os.environ.setdefault("KERAS_BACKEND", "torch")
+# Bitwise checks compare runs with each other: the tests run with the threads always on
+# (FASTOPT_THREADS=all), so a neighbour on the CI machine cannot switch a run to one BLAS
+# thread halfway (fastopt.threads). The auto policy has tests of its own, on a fake clock.
+os.environ.setdefault("FASTOPT_THREADS", "all")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -181,7 +181,7 @@ def test_run_sized_follows_the_size_threshold_and_the_mode(monkeypatch, clock):
 
 
 def test_serial_or_prange_plain_adam_updates_give_the_same_bits(monkeypatch, rng):
-    # true of plain Adam; not of every rule (fastopt.threads: why auto is not the default)
+    # the policy end to end; every rule: tests/test_kernels.py::test_paths_agree_bitwise
     from fastopt import optim
 
     n = config.PARALLEL_MIN_SIZE + 77
@@ -202,3 +202,128 @@ def test_threads_setting_is_checked(monkeypatch):
     monkeypatch.setenv("FASTOPT_THREADS", "many")
     with pytest.raises(ValueError, match="FASTOPT_THREADS"):
         config._env_choice("FASTOPT_THREADS", "auto", ("auto", "all", "1"))
+
+
+# the Guard (training calls: BLAS threads or one thread), on a fake clock
+
+
+def _guarded(guard, clock, threads_s, one_s, calls, steps=1):
+    """calls of guard.run; returns 't' (threads) / '1' (one BLAS thread) per call."""
+    log = []
+
+    def call():
+        one = bool(threads._BLAS_STATE)
+        clock.now += (one_s if one else threads_s) * steps
+        log.append("1" if one else "t")
+
+    for _ in range(calls):
+        guard.run(call, steps)
+    return log
+
+
+@pytest.fixture
+def fake_blas(monkeypatch):
+    """threads._set_blas_threads records the state instead of changing the library."""
+    monkeypatch.setattr(threads, "_BLAS_STATE", [], raising=False)
+
+    def set_blas(one):
+        threads._BLAS_STATE[:] = [1] if one else []
+
+    monkeypatch.setattr(threads, "_set_blas_threads", set_blas)
+    monkeypatch.setattr(threads, "STATS", {"one_thread_steps": 0, "switches": 0})
+
+
+def test_guard_never_switches_on_a_quiet_machine(clock, fake_blas):
+    guard = threads.Guard()
+    log = _guarded(guard, clock, 1e-3, 2e-3, 200, steps=7)
+    assert log == ["t"] * 200 and not guard.one
+    assert threads.STATS == {"one_thread_steps": 0, "switches": 0}
+
+
+def test_guard_one_slow_call_is_not_a_stall(clock, fake_blas):
+    guard = threads.Guard()
+    _guarded(guard, clock, 1e-3, 2e-3, 10)
+    _guarded(guard, clock, 50e-3, 2e-3, 1)  # one stall
+    log = _guarded(guard, clock, 1e-3, 2e-3, 10)
+    assert log == ["t"] * 10 and not guard.one
+
+
+def test_guard_switches_to_one_thread_while_the_cores_are_busy_and_back_after(clock,
+                                                                             fake_blas):
+    guard = threads.Guard()
+    _guarded(guard, clock, 1e-3, 2e-3, 10)
+    # the cores are taken: threads 10x slower, one thread 1.5x its quiet time
+    log = _guarded(guard, clock, 10e-3, 3e-3, threads.WINDOW + 20)
+    # the median of the last WINDOW calls turns once more than half of them are slow
+    first = threads.WINDOW // 2 + 1
+    assert log[:first] == ["t"] * first and guard.one
+    assert log[first:first + 5] == ["1"] * 5
+    assert threads.STATS["switches"] == 1 and threads.STATS["one_thread_steps"] >= 5
+    # tries come back and fail while busy, backing off
+    period = guard.period
+    while guard.period == period:
+        _guarded(guard, clock, 10e-3, 3e-3, 1)
+    assert guard.one and guard.period == 2 * period
+    # quiet again: the next try takes the threads back
+    for _ in range(10_000):
+        if not guard.one:
+            break
+        _guarded(guard, clock, 1e-3, 2e-3, 1)
+    assert not guard.one and guard.period == threads.MIN_PERIOD
+    assert threads.STATS["switches"] == 2
+    assert _guarded(guard, clock, 1e-3, 2e-3, 20) == ["t"] * 20
+
+
+def test_guard_per_step_times_compare_chunks_of_different_lengths(clock, fake_blas):
+    guard = threads.Guard()
+    for steps in (1, 50, 3, 200, 9, 17, 64):
+        _guarded(guard, clock, 1e-3, 2e-3, 1, steps=steps)
+    assert not guard.one and guard.best == pytest.approx(1e-3)
+
+
+def test_run_training_uses_the_guard_only_under_auto(monkeypatch, clock, fake_blas):
+    calls = []
+    fn = lambda: calls.append(1) or 5  # noqa: E731
+    monkeypatch.setattr(threads, "_GUARDS", {})
+    for mode in ("all", "1"):
+        monkeypatch.setattr(threads, "_MODE", mode)
+        assert threads.run_training("k", 1, fn) == 5
+    assert threads._GUARDS == {}
+    monkeypatch.setattr(threads, "_MODE", "auto")
+    assert threads.run_training("k", 1, fn) == 5 and "k" in threads._GUARDS
+    assert len(calls) == 3
+
+
+def test_single_thread_limits_blas_for_the_block_and_gives_the_threads_back(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    monkeypatch.setattr(threads, "_MODE", "auto")
+    before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    log = []
+    serial, parallel = (lambda: log.append("s")), (lambda: log.append("p"))
+    with threads.single_thread():
+        with threads.single_thread():  # nests
+            pass
+        inside = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+        threads.run_sized("x", config.PARALLEL_MIN_SIZE, serial, parallel)
+    after = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    assert inside == [1] * len(before) and after == before and log == ["s"]
+
+
+def test_train_step_numbers_equal_under_all_and_auto_on_a_quiet_run(monkeypatch):
+    """auto without a switch is all: the Guard only times the calls."""
+    from fastopt import nn, optim
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((64, 20)).astype(np.float32)
+    y = rng.integers(0, 5, 64)
+    results = []
+    for mode in ("all", "auto"):
+        monkeypatch.setattr(threads, "_MODE", mode)
+        monkeypatch.setattr(threads, "_GUARDS", {})
+        model = nn.MLP([20, 30, 5], seed=1)
+        opt = optim.Adam(model.params, lr=1e-2)
+        losses = [model.train_step(X, y, opt) for _ in range(5)]
+        results.append((losses, model.params.copy()))
+    assert results[0][0] == results[1][0]
+    assert results[0][1].tobytes() == results[1][1].tobytes()

@@ -4,7 +4,7 @@ import functools
 import numbers
 
 import numpy as np
-from .. import _checks
+from .. import _checks, threads
 from .. import init as initializers
 from ..kernels import cpu
 from ..kernels import cuda as gpu
@@ -445,8 +445,9 @@ class MLP:
         if self.dropout > 0:
             self._draw_masks(ws[3], n)
         kernel = _train_step_kernel(self.loss, self.activation, plan.rule)
-        status, loss = kernel(self.grads, ws, self.params, X, y, net, s0, s1, s2,
-                              plan.hypers[0][0], plan.flags[0][0])
+        status, loss = threads.run_training(
+            ("train_step", self.sizes, n, self.dtype.char), 1, kernel, self.grads, ws,
+            self.params, X, y, net, s0, s1, s2, plan.hypers[0][0], plan.flags[0][0])
         if status:  # nothing changed; the full checks say what is wrong
             self._check_X(X)
             self._check_y(y, X.shape[0])
