@@ -193,7 +193,8 @@ def test_figure_axes_lines_and_seed_bands(finished):
 
 
 def fake_history(accuracies, dt=0.5, every=10, diverge=False):
-    records = [dict(step=i * every, epoch=i / 10, wall_time=i * dt, train_loss=1.0,
+    records = [dict(step=i * every, epoch=i / 10, wall_time=1.5 * i * dt, cpu_time=i * dt,
+                    train_loss=1.0,
                     test_loss=1.0 - a, test_accuracy=a, lr=0.1)
                for i, a in enumerate(accuracies)]
     if diverge:
@@ -364,6 +365,7 @@ def test_ctrl_c_keeps_the_histories_so_far_and_their_summary(tmp_path, capsys, m
     out = tmp_path / "cut"
     code, _, err = cli(["compare", "--dataset", "digits", "--optimizers", "sgd,adam",
                         "--hidden", "16", "--seconds", "5", "--seeds", "1", "--no-progress",
+                        "--workers", "1",
                         "--out", str(out)], capsys)
     assert code == 130 and calls == ["sgd", "adam", "sgd"]  # turns: round robin
     assert str(out) in err and "interrupted" in err

@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 
 from fastopt import runs  # noqa: E402
 from fastopt.experiments import compare, load, training  # noqa: E402
+from fastopt.train import History  # noqa: E402
 from tests.clitools import cli  # noqa: E402
 
 
@@ -45,7 +46,7 @@ def test_progress_lines_without_a_terminal(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(runs, "Progress", Often)
     code, stdout, _ = cli(["compare", "--dataset", "digits", "--optimizers", "sgd,adam",
                            "--hidden", "16", "--seconds", "1", "--seeds", "1",
-                           "--out", str(tmp_path / "run")], capsys)
+                           "--workers", "1", "--out", str(tmp_path / "run")], capsys)
     assert code == 0
     lines = stdout.splitlines()
     assert any(line.startswith("compare: starting: 1/2 runs (50%), sgd b128 s0; ")
@@ -56,3 +57,66 @@ def test_progress_lines_without_a_terminal(tmp_path, capsys, monkeypatch):
     assert all(" left" in line for line in turns[2:])  # once the first turn is done
     assert any(", adam b128 s0;" in line for line in turns)
     assert turns[-1].startswith("compare: 2000/2000 ms of training (100%), round ")
+
+
+# ---------------------------------------------------------------------------------------
+# worker processes (fastopt.experiments.parallel)
+
+
+@pytest.mark.slow
+def test_workers_give_the_numbers_of_one_process(tmp_path, capsys):
+    """Runs dealt to two worker processes: the histories of the same runs in one process,
+    bit for bit apart from the times (every run is single-threaded and seeded)."""
+    argv = ["compare", "--dataset", "digits", "--optimizers", "sgd,adam", "--hidden", "16",
+            "--epochs", "2", "--seeds", "2", "--no-progress"]
+    got = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}"
+        code, stdout, err = cli(argv + ["--workers", workers, "--out", str(out)], capsys)
+        assert code == 0, err
+        assert ("worker processes" in stdout) == (workers == "2")
+        got[workers] = {p.name: untimed(History.from_csv(p))
+                        for p in sorted((out / "histories").iterdir())}
+        got[workers + "verdict"] = (out / "verdict.txt").read_text().split("by training")[0]
+    assert sorted(got["1"]) == ["adam_b128_s0.csv", "adam_b128_s1.csv", "sgd_b128_s0.csv",
+                                "sgd_b128_s1.csv"]
+    assert repr(got["1"]) == repr(got["2"])
+    assert got["1verdict"] == got["2verdict"]
+
+
+def _failing_build(args, job):
+    raise ValueError(f"no runner for {job!r}")
+
+
+def test_a_failing_worker_raises_with_its_traceback():
+    from fastopt.experiments import parallel
+
+    seen = []
+    with pytest.raises(RuntimeError, match=r"worker \d failed:(.|\n)*ValueError: no runner"):
+        parallel.run_workers(None, [(0, "a"), (1, "b")], _failing_build, 2,
+                             lambda *m: seen.append(m), 0.1)
+    assert seen == []
+
+
+def test_jobs_are_dealt_round_robin():
+    from fastopt.experiments import parallel
+
+    assert parallel.deal(list(range(7)), 2) == [[0, 2, 4, 6], [1, 3, 5]]
+    assert parallel.deal([1], 4) == [[1]]
+
+
+@pytest.mark.slow
+def test_progress_lines_with_workers(tmp_path, capsys, monkeypatch):
+    class Often(runs.Progress):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "every": 0.0})
+
+    monkeypatch.setattr(runs, "Progress", Often)
+    code, stdout, _ = cli(["compare", "--dataset", "digits", "--optimizers", "sgd,adam",
+                           "--hidden", "16", "--seconds", "1", "--seeds", "1",
+                           "--workers", "2", "--out", str(tmp_path / "run")], capsys)
+    assert code == 0
+    turns = [line for line in stdout.splitlines()
+             if line.startswith("compare (2 workers): ") and " ms of training (" in line]
+    assert len(turns) >= 3
+    assert turns[-1].startswith("compare (2 workers): 2000/2000 ms of training (100%)")

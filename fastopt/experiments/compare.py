@@ -42,11 +42,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import runs
-from . import load, plots, textbook, training, verdict
+from .. import runs, threads
+from . import load, parallel, plots, textbook, training, verdict
 from .training import OPTIMIZERS
 
-DEFAULT_SECONDS = 2.0
+DEFAULT_SECONDS = 4.0
 DEFAULT_SEEDS = 3
 #: training seconds of one run's turn in the round robin
 SLICE_SECONDS = 0.15
@@ -102,6 +102,7 @@ class Plan(NamedTuple):
     evals: int
     target_accuracy: float
     schedule: str  # None, or a fastopt.schedules.from_string spec
+    workers: int = 1  # processes that train the runs (parallel.py)
     slice_seconds: float = SLICE_SECONDS  # one run's turn in the round robin
 
 
@@ -176,6 +177,10 @@ outputs: histories/<optimizer>_b<batch>_s<seed>.csv, summary.csv, verdict.txt,
                    help="evaluations of the test set per run, evenly spaced (default: "
                         "log-spaced from the first step, x1.5, x1.05 near the target; "
                         "each costs ~0.03 s on MNIST)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes that train the runs, one thread each (default: one per "
+                        "core this process may use, at most one per run; 1: all in this "
+                        "process)")
     p.add_argument("--schedule", default=None, metavar="SPEC",
                    help="learning-rate schedule for every optimizer, see below (default: "
                         "constant lr)")
@@ -218,8 +223,11 @@ def check_args(args):
     target = (args.target_accuracy if args.target_accuracy is not None
               else TARGET_ACCURACY.get(args.dataset, 0.9))
     seeds = [args.seed + i for i in range(args.seeds)]
+    n_runs = len(configs) * len(batch_sizes) * len(seeds)
+    workers = (min(threads.available_cores(), n_runs) if args.workers is None
+               else runs.check_count("--workers", args.workers))
     return Plan(data, configs, batch_sizes, hidden, seeds, seconds, args.epochs, args.evals,
-                target, schedule)
+                target, schedule, min(workers, n_runs))
 
 
 # ---------------------------------------------------------------------------------------
@@ -250,11 +258,16 @@ def groups(plan, results):
     return out
 
 
+#: the history column that times training: CPU seconds on one thread (threads.single_thread)
+CLOCK = "cpu_time"
+
+
 def decide(plan, results):
     """The verdict.Verdict of the runs: who reaches the target first, by how much."""
     return verdict.decide(
         {contestant(plan, config.label, batch): [verdict.crossing(r.history,
-                                                                  plan.target_accuracy)
+                                                                  plan.target_accuracy,
+                                                                  CLOCK)
                                                  for r in group]
          for config, batch, group in groups(plan, results)}, plan.target_accuracy)
 
@@ -280,7 +293,7 @@ def _numbers(plan, config, batch, group):
     mean = training.mean_or_nan
     finals = [training.chance(plan.data) if r.diverged
               else r.history.records[-1]["test_accuracy"] for r in group]
-    reached = [verdict.crossing(r.history, plan.target_accuracy) for r in group]
+    reached = [verdict.crossing(r.history, plan.target_accuracy, CLOCK) for r in group]
     reached = [c for c in reached if c is not None]
     last = [r.history.records[-1] for r in group]
     cpu = [x.get("cpu_time", math.nan) for x in last]
@@ -300,11 +313,11 @@ def _numbers(plan, config, batch, group):
         target_accuracy=plan.target_accuracy, reached_target=len(reached),
         seconds_to_target=mean([c.seconds for c in reached]),
         steps_to_target=mean([c.steps for c in reached]),
-        train_seconds=mean([x["wall_time"] for x in last]),
+        train_seconds=mean([x[CLOCK] for x in last]),
         steps=mean([x["step"] for x in last]),
         epochs=mean([x["epoch"] for x in last]),
-        samples_per_s=mean([x["epoch"] * plan.data.n_train / x["wall_time"] for x in last
-                            if x["wall_time"] > 0]),
+        samples_per_s=mean([x["epoch"] * plan.data.n_train / x[CLOCK] for x in last
+                            if x[CLOCK] > 0]),
         compile_seconds=mean([r.history.compile_time for r in group]),
         eval_seconds=mean([r.history.eval_time for r in group]),
         target_resolution=max((c.resolution for c in reached), default=float("nan")),
@@ -390,9 +403,9 @@ def _legend_label(config, group, schedule=None):
 
 
 # the four panels, in the order of Figure.axes: (x column, y column, title)
-_PANELS = [("wall_time", "test_loss", "test loss vs training time"),
+_PANELS = [(CLOCK, "test_loss", "test loss vs training time"),
           ("step", "test_loss", "test loss vs steps"),
-          ("wall_time", "test_accuracy", "test accuracy vs training time"),
+          (CLOCK, "test_accuracy", "test accuracy vs training time"),
           ("step", "test_accuracy", "test accuracy vs steps")]
 
 
@@ -460,8 +473,8 @@ def _draw_optimizer(panels, i, config, group, schedule, ranges):
 def _setup_panel(ax, xcol, ycol, target, ranges):
     """Grid, labels and scales of one panel, once its curves are drawn."""
     ax.grid(True, which="both", alpha=0.3)
-    ax.set_xlabel("training time (s; evaluation and compilation not counted)"
-                  if xcol == "wall_time" else "step (mini-batch updates)")
+    ax.set_xlabel("training time (CPU s on one thread; evaluation and compilation not "
+                  "counted)" if xcol == CLOCK else "step (mini-batch updates)")
     ax.set_xlim(left=0)
     if ycol == "test_loss":
         _loss_scale(ax, ranges.loss_high * 1.25)
@@ -528,45 +541,121 @@ def _run(args, plan, out):
           + f", taking turns of {plan.slice_seconds:g} s", flush=True)
     mode = runs.progress_mode(args.no_progress)
     meter = load.LoadMeter()
-    runners = start_runners(plan, out, mode)
-    try:
-        interleave(plan, runners, histories, meter, mode)
-    except KeyboardInterrupt:  # keep what the runs did so far, then stop as asked
-        partial = [r.partial() for r in runners]
-        for r in partial:
-            _write_history(r, histories)
-        machine = meter.result([r.history for r in partial])
-        training.write_rows(summarize(plan, partial, machine), SUMMARY_COLUMNS,
-                            out / "summary.csv")
-        raise
-    results = [r.result for r in runners]
+    with threads.single_thread():  # training's CPU time is then its work (CLOCK)
+        return _train(args, plan, out, histories, meter, mode)
+
+
+def _train(args, plan, out, histories, meter, mode):
+    if plan.workers > 1:
+        results = _train_in_workers(args, plan, out, histories, meter, mode)
+    else:
+        runners = start_runners(plan, out, mode)
+        try:
+            interleave(plan, runners, histories, meter, mode)
+        except KeyboardInterrupt:  # keep what the runs did so far, then stop as asked
+            partial = [r.partial() for r in runners]
+            for r in partial:
+                _write_history(r, histories)
+            _interrupted(plan, out, meter, partial)
+            raise
+        results = [r.result for r in runners]
     machine = meter.result([r.history for r in results])
     _report(args, plan, out, results, machine)
     return results
 
 
+def _interrupted(plan, out, meter, partial):
+    """Ctrl-C: the summary of what the runs did so far."""
+    machine = meter.result([r.history for r in partial])
+    training.write_rows(summarize(plan, partial, machine), SUMMARY_COLUMNS,
+                        out / "summary.csv")
+
+
+def _jobs(plan, out, bar=None):
+    """Every run as (batch, optimizer index, seed, evaluation interval or None), in plan
+    order: batch sizes, optimizers, seeds. With --evals the interval of each batch size is
+    measured here, once (and recorded in settings.json)."""
+    intervals, jobs = {}, []
+    for batch in plan.batch_sizes:
+        if plan.evals is not None:
+            intervals[batch] = _interval(plan, batch, bar)
+            runs.update_settings(out, eval_every={str(b): e for b, e in intervals.items()})
+        jobs += [(batch, c, seed, intervals.get(batch)) for c in range(len(plan.configs))
+                 for seed in plan.seeds]
+    return jobs
+
+
+def _runner(plan, job):
+    """The Runner of one job (compiles or loads the kernels, evaluates the untrained
+    network); its training time is CPU time (CLOCK)."""
+    batch, c, seed, every = job
+    when = (dict(eval_every=every) if every is not None
+            else dict(eval_at=training.LogSpacedEvaluations(plan.target_accuracy)))
+    return training.Runner(plan.data, plan.hidden, plan.configs[c], batch, seed,
+                           schedule=plan.schedule, seconds=plan.seconds, epochs=plan.epochs,
+                           clock="cpu", **when)
+
+
 def start_runners(plan, out, mode):
-    """Build every run (compiles or loads the kernels, evaluates the untrained network),
-    in plan order: batch sizes, optimizers, seeds."""
-    intervals = {}
-    jobs = [(b, c, s) for b in plan.batch_sizes for c in plan.configs for s in plan.seeds]
-    bar = runs.Progress(total=len(jobs), desc="compare: starting", unit="runs", mode=mode)
+    """Build every run in this process, in plan order (``_jobs``)."""
+    bar = runs.Progress(total=len(plan.configs) * len(plan.batch_sizes) * len(plan.seeds),
+                        desc="compare: starting", unit="runs", mode=mode)
     runners = []
     try:
-        for batch, config, seed in jobs:
-            if plan.evals is not None and batch not in intervals:
-                intervals[batch] = _interval(plan, batch, bar)
-                runs.update_settings(out, eval_every={str(b): e for b, e in intervals.items()})
-            when = (dict(eval_every=intervals[batch]) if plan.evals is not None
-                    else dict(eval_at=training.LogSpacedEvaluations(plan.target_accuracy)))
-            bar.set_postfix_str(f"{config.label} b{batch} s{seed}")
-            runners.append(training.Runner(
-                plan.data, plan.hidden, config, batch, seed, schedule=plan.schedule,
-                seconds=plan.seconds, epochs=plan.epochs, **when))
+        for job in _jobs(plan, out, bar):
+            bar.set_postfix_str(f"{plan.configs[job[1]].label} b{job[0]} s{job[2]}")
+            runners.append(_runner(plan, job))
             bar.update(1)
     finally:
         bar.close()
     return runners
+
+
+_WORKER_PLAN = []  # a worker's Plan, built once from the command's arguments
+
+
+def _worker_runner(args, job):
+    """parallel.run_workers' ``build``: a worker's Runner of ``job``."""
+    if not _WORKER_PLAN:
+        _WORKER_PLAN.append(check_args(args))
+    return _runner(_WORKER_PLAN[0], job)
+
+
+def _train_in_workers(args, plan, out, histories, meter, mode):
+    """The runs on plan.workers processes (fastopt.experiments.parallel); the Runs in plan
+    order. Progress in training CPU milliseconds (--seconds) or in finished runs."""
+    with threads.single_thread():  # --evals measures the seconds per step like a worker
+        jobs = list(enumerate(_jobs(plan, out)))
+    n = len(jobs)
+    by_time = plan.epochs is None
+    total, unit = ((round(1e3 * plan.seconds * n), "ms of training") if by_time
+                   else (n, "runs"))
+    bar = runs.Progress(total=total, desc=f"compare ({plan.workers} workers)", unit=unit,
+                        mode=mode)
+    done_ms, got = {}, {}
+
+    def on_message(kind, key, value):
+        meter.sample()
+        if kind == "progress" and by_time:
+            done_ms[key] = value
+            bar.update(min(total, sum(done_ms.values())) - bar.n)
+        elif kind == "result":
+            got[key] = value
+            _write_history(value, histories)
+            bar.set_postfix_str(f"{value.label} b{value.batch_size} s{value.seed} ended")
+            if not by_time:
+                bar.update(1)
+
+    print(f"compare: {plan.workers} worker processes, one thread each", flush=True)
+    try:
+        parallel.run_workers(args, jobs, _worker_runner, plan.workers, on_message,
+                             plan.slice_seconds)
+    except KeyboardInterrupt:
+        _interrupted(plan, out, meter, [got[i] for i in sorted(got)])
+        raise
+    finally:
+        bar.close()
+    return [got[i] for i, _ in jobs]
 
 
 def _interval(plan, batch, bar):
@@ -577,9 +666,9 @@ def _interval(plan, batch, bar):
     per_step, compile_s = training.seconds_per_step(plan.data, plan.hidden, plan.configs[0],
                                                     batch, plan.seeds[0])
     every = eval_every(plan, batch, per_step)
-    bar.write(f"batch {batch}: {1e3 * per_step:.3g} ms per step measured (after "
-              f"{compile_s:.1f} s of compilation/cache loading); evaluating every {every} "
-              "steps")
+    (print if bar is None else bar.write)(
+        f"batch {batch}: {1e3 * per_step:.3g} ms per step measured (after {compile_s:.1f} s "
+        f"of compilation/cache loading); evaluating every {every} steps")
     return every
 
 
@@ -589,7 +678,7 @@ def interleave(plan, runners, histories, meter, mode):
     is written when its run ends. Returns the number of rounds."""
     def done():
         if plan.epochs is None:
-            return int(1e3 * sum(min(r.training.train_time, plan.seconds) for r in runners))
+            return int(1e3 * sum(min(r.training.cpu_time, plan.seconds) for r in runners))
         return sum(r.training.steps for r in runners)
 
     if plan.epochs is None:  # in milliseconds: whole units, fine enough for the time left
@@ -641,9 +730,10 @@ def _report(args, plan, out, results, machine):
     print()
     print(f"load: {machine.text()}")
     if machine.busy:
-        print("note: the machine was busy while the runs trained: their seconds are longer "
-              "than on a quiet machine (the turns spread the load over all runs alike; "
-              "steps are not affected)")
+        print("note: the machine was busy while the runs trained. Training is timed in CPU "
+              "seconds on one thread, which a neighbour inflates little (shared caches and "
+              "memory bandwidth), and the steps are bitwise those of a quiet run; the "
+              "command took longer in wall time")
     print()
     print("verdict: " + "\n".join(said))
 

@@ -39,8 +39,10 @@ def machine_busy_seconds(path=PROC_STAT):
 
 
 def own_cpu_seconds():
+    """This process's CPU seconds and its ended children's (compare's workers, once the
+    parent has waited for them)."""
     t = os.times()
-    return t.user + t.system
+    return t.user + t.system + t.children_user + t.children_system
 
 
 class Sample(NamedTuple):

@@ -176,14 +176,14 @@ def build(data, hidden, config, seed, schedule=None):
 
 
 def train_run(data, hidden, config, batch_size, seed, schedule=None, seconds=None,
-              epochs=None, max_steps=None, eval_every=None, eval_at=None):
+              epochs=None, max_steps=None, eval_every=None, eval_at=None, clock="wall"):
     """Train one MLP; a Run. Divergence is recorded in the Run, never raised: the training
     loss became NaN or infinite (``TrainingDiverged``), or the final test loss is not
     finite or more than DIVERGED_FACTOR times the untrained network's (blown-up weights
     whose loss stays finite, e.g. when the ReLUs die)."""
     runner = Runner(data, hidden, config, batch_size, seed, schedule=schedule,
                     seconds=seconds, epochs=epochs, max_steps=max_steps,
-                    eval_every=eval_every, eval_at=eval_at)
+                    eval_every=eval_every, eval_at=eval_at, clock=clock)
     runner.advance()
     return runner.result
 
@@ -195,7 +195,7 @@ class Runner:
     ``partial()`` a Run of what it did so far."""
 
     def __init__(self, data, hidden, config, batch_size, seed, schedule=None, seconds=None,
-                 epochs=None, max_steps=None, eval_every=None, eval_at=None):
+                 epochs=None, max_steps=None, eval_every=None, eval_at=None, clock="wall"):
         from .. import train
 
         self.config, self.batch_size, self.seed = config, batch_size, seed
@@ -205,7 +205,7 @@ class Runner:
             self.training = train.Training(
                 model, opt, data, batch_size=batch_size, epochs=epochs, max_steps=max_steps,
                 time_budget=seconds, eval_every=eval_every, eval_at=eval_at, seed=seed,
-                progress=False)
+                progress=False, clock=clock)
 
     @property
     def label(self):

@@ -25,13 +25,14 @@ class Crossing(NamedTuple):
     resolution: float
 
 
-def crossing(history, target):
+def crossing(history, target, clock="wall_time"):
     """The run's first crossing of ``target`` test accuracy, or None if it never got there.
 
     Between the last evaluation below the target (a0 at step s0, time t0) and the first at
     or above it (a1, s1, t1): fraction f = (target - a0) / (a1 - a0) of the way, steps
     s0 + f (s1 - s0), seconds t0 + f (t1 - t0). Records with a non-finite test loss (a
     diverged run's last) are left out; an untrained network already at the target gives 0.
+    ``clock``: the history column that times the run (``fastopt compare``: cpu_time).
     """
     before = None
     for r in history.records:
@@ -39,11 +40,11 @@ def crossing(history, target):
             continue
         if r["test_accuracy"] >= target:
             if before is None:
-                return Crossing(float(r["wall_time"]), float(r["step"]), 0.0)
+                return Crossing(float(r[clock]), float(r["step"]), 0.0)
             a0, a1 = before["test_accuracy"], r["test_accuracy"]
             f = (target - a0) / (a1 - a0)
             steps = before["step"] + f * (r["step"] - before["step"])
-            seconds = before["wall_time"] + f * (r["wall_time"] - before["wall_time"])
+            seconds = before[clock] + f * (r[clock] - before[clock])
             gap = (r["step"] - before["step"]) / steps if steps > 0 else 0.0
             return Crossing(seconds, steps, gap)
         before = r
