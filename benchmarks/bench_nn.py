@@ -1,8 +1,8 @@
 """The MLP (``fastopt.nn``): one training step, forward, and forward+backward per batch size.
 
 The seeds' network 784-100-100-100-100-10, ReLU, float32, plain SGD (lr 0.01), on random
-data. Three timings per batch size, each next to the same work in PyTorch (``impl="torch"``:
-``nn.Sequential`` of Linear/ReLU, ``CrossEntropyLoss``, ``torch.optim.SGD``):
+data. One class per implementation and target (fastopt and PyTorch, CPU and CUDA; the CUDA
+classes are skipped without a GPU, the PyTorch ones without torch), three timings each:
 
 - ``time_train_step``: ``model.train_step(X, y, opt)`` -- forward, backward and the update in
   one compiled call (torch: zero_grad, forward, loss, backward, step).
@@ -12,59 +12,86 @@ data. Three timings per batch size, each next to the same work in PyTorch (``imp
   without the update (torch: zero_grad, forward, loss, backward).
 
 Both networks are built by ``fastopt.bench.definitions`` (``fastopt bench mlp`` times the
-same). ``fastopt bench asv-report`` adds samples per second (batch / time).
+same). ``fastopt bench asv-report`` adds samples per second (batch / time) and PyTorch's
+time over fastopt's.
 """
 
 from fastopt.bench import definitions, suite
 
-from .common import (BATCH_SIZES, MLP_IMPLS, TARGETS, batch, require_fastopt_cuda,
+from .common import (MLP_BATCHES, MLP_CUDA_BATCHES, batch, require_fastopt_cuda,
                      require_torch_target, torch_device, unsupported)
 
 
-class MLP:
-    """One mini-batch through the seeds' network, fastopt and PyTorch."""
+class _MLP:
+    """One mini-batch through the seeds' network; subclasses build it (``_build``)."""
 
-    params = (BATCH_SIZES, TARGETS, MLP_IMPLS)
-    param_names = list(suite.MLP_PARAMS)
+    param_names = list(suite.MLP_BATCH_PARAMS)
     timeout = 120
+    target = "cpu"
 
-    def setup(self, n, target, impl):
-        if impl == "fastopt":
-            self._setup_fastopt(n, target)
-        else:
-            self._setup_torch(n, target)
+    def setup(self, n):
+        if getattr(self, "_built", None) == n:
+            return  # asv re-runs setup before every sample: keep the built network
+        self.train_step, self.forward, self.forward_backward = self._build(n)
         for fn in (self.train_step, self.forward, self.forward_backward):
             fn()  # JIT warm-up (from Numba's cache when it is warm)
+        self._built = n
 
-    def _setup_fastopt(self, n, target):
-        cuda = require_fastopt_cuda() if target == "cuda" else None
+    def time_train_step(self, n):
+        self.train_step()
+
+    def time_forward(self, n):
+        self.forward()
+
+    def time_forward_backward(self, n):
+        self.forward_backward()
+
+
+class FastoptMLP(_MLP):
+    """``fastopt.nn.MLP`` on the CPU."""
+
+    params = [MLP_BATCHES]
+
+    def _build(self, n):
         X, y = batch(n)
-        model, opt = unsupported(f"nn.MLP(target={target!r})",
-                                 lambda: definitions.fastopt_mlp(target=target))
-        if cuda is not None:  # the batch on the device once, like torch's; each call waits
-            X, y = cuda.to_device(X), cuda.to_device(y)
-            self.train_step = lambda: float(model.train_step(X, y, opt))
-            self.forward = lambda: (model.forward(X), cuda.synchronize())
-        else:
-            self.train_step = lambda: model.train_step(X, y, opt)
-            self.forward = lambda: model.forward(X)
-        self.forward_backward = lambda: model.loss_and_grad(X, y)
+        model, opt = definitions.fastopt_mlp()
+        return (lambda: model.train_step(X, y, opt), lambda: model.forward(X),
+                lambda: model.loss_and_grad(X, y))
 
-    def _setup_torch(self, n, target):
-        torch = require_torch_target(target)
-        device = torch_device(torch, target)
+
+class FastoptMLPCUDA(_MLP):
+    """``fastopt.nn.MLP(target="cuda")``: the batch on the device once; each call waits."""
+
+    params = [MLP_CUDA_BATCHES]
+    target = "cuda"
+
+    def _build(self, n):
+        cuda = require_fastopt_cuda()
+        X, y = batch(n)
+        model, opt = unsupported("nn.MLP(target='cuda')",
+                                 lambda: definitions.fastopt_mlp(target="cuda"))
+        X, y = cuda.to_device(X), cuda.to_device(y)
+        return (lambda: float(model.train_step(X, y, opt)),
+                lambda: (model.forward(X), cuda.synchronize()),
+                lambda: model.loss_and_grad(X, y))
+
+
+class TorchMLP(_MLP):
+    """The same network in PyTorch on the CPU."""
+
+    params = [MLP_BATCHES]
+
+    def _build(self, n):
+        torch = require_torch_target(self.target)
+        device = torch_device(torch, self.target)
         torch.manual_seed(0)  # the same weights in every process
         X, y = batch(n)
         net = definitions.torch_mlp(torch, X, y, device=device)
-        self.train_step = net.train_step
-        self.forward = net.forward
-        self.forward_backward = net.forward_backward
+        return net.train_step, net.forward, net.forward_backward
 
-    def time_train_step(self, n, target, impl):
-        self.train_step()
 
-    def time_forward(self, n, target, impl):
-        self.forward()
+class TorchMLPCUDA(TorchMLP):
+    """The same network in PyTorch on a CUDA device; each call waits."""
 
-    def time_forward_backward(self, n, target, impl):
-        self.forward_backward()
+    params = [MLP_CUDA_BATCHES]
+    target = "cuda"

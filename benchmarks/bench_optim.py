@@ -1,31 +1,38 @@
-"""Optimizer step time: fastopt's fused kernels and the peers (NumPy, torch.optim) side by side.
+"""Optimizer step time: fastopt's fused kernels and the peers (NumPy, torch.optim).
 
-Mirrors ``fastopt.optim`` / ``fastopt.kernels``. One benchmark, every optimizer x N x dtype x
-target x implementation, so that one results file holds fastopt and its peers at the same
-parameters; ``fastopt bench asv-report`` turns them into ratios and effective bandwidth
-((3 + 2 * n_state) * itemsize * N bytes per step: parameter and state read and written,
-gradient read). ``time_step`` runs ``steps_per_call(N)`` steps (one for N >= 1e5).
+Mirrors ``fastopt.optim`` / ``fastopt.kernels``. One class per implementation and target,
+each with only the optimizers it has (``fastopt.optim.catalogue``: torch rows for the
+optimizers torch.optim has, fused rows for those with ``fused=True``), so no row is a
+combination that can never run; what this machine lacks (a GPU, torch) is skipped by
+NotImplementedError in ``setup``. Parameters ``optimizer x n x dtype`` in every class, so
+``fastopt bench asv-report`` pairs each peer with fastopt at the same parameters (ratios,
+and fastopt's effective bandwidth: (3 + 2 * n_state) * itemsize * N bytes per step).
+
+Each timed call is one ``opt.step(g)`` (validation included); asv's ``number``
+(``common.calls_per_sample``: 100 at N = 1e3, 1 from N = 1e5) calls make a sample and asv
+reports the time per call: the time per step. This asv re-runs ``setup`` before every call
+(asv#966); ``setup`` keeps what it built for the same parameters, so the calls are the
+consecutive steps of one run, as in training.
 
 Peers (built by ``fastopt.bench.definitions``, like ``fastopt bench update``'s):
 ``fastopt.reference.RefOptimizer`` (NumPy, host only), ``torch.optim`` default
-(``foreach=False``, the for-loop) and ``fused=True`` where torch has it. The cuda target is
-skipped where it cannot run (no GPU; the peers likewise) and until fastopt's optimizers
-take device arrays.
+(``foreach=False``, the for-loop) and ``fused=True``.
 """
 
 from fastopt import optim
 from fastopt.bench import definitions, suite
 
-from .common import (DTYPES, OPTIMIZERS, SIZES, TARGETS, TORCH_FUSED, TORCH_NAMES,
-                     UPDATE_IMPLS, UPDATE_OPTIMIZERS, arrays, require_fastopt_cuda,
-                     require_torch_target, steps_per_call, torch_device, unsupported)
+from .common import (CUDA_SIZES, OPTIMIZERS, PEER_SIZES, STEP_DTYPES, STEP_OPTIMIZERS,
+                     STEP_SIZES, TORCH_FUSED_OPTIMIZERS, TORCH_STEP_OPTIMIZERS, arrays,
+                     calls_per_sample, require_fastopt_cuda, require_torch_target,
+                     torch_device, unsupported)
 
 missing = sorted(set(optim.OPTIMIZERS) - set(OPTIMIZERS))
 if missing:
     raise RuntimeError(f"optimizers without a benchmark: {missing}; they come from the "
                        "optimizer catalogue (fastopt.optim.catalogue)")
 
-_ARRAYS = {}  # (n, dtype) -> (p, g): asv may run setup before every sample
+_ARRAYS = {}  # (n, dtype) -> (p, g): generated once per process, copied per build
 
 
 def _fresh_arrays(n, dtype):
@@ -36,56 +43,98 @@ def _fresh_arrays(n, dtype):
     return p.copy(), g.copy()
 
 
-def _skip_unsupported(name, target, impl):
-    """NotImplementedError for a combination that cannot run here, before any allocation
-    or heavy import; else what the implementation needs (numba.cuda, torch and device)."""
-    if impl == "fastopt":
-        return require_fastopt_cuda() if target == "cuda" else None
-    if impl == "numpy":
-        if target != "cpu":
-            raise NotImplementedError("the NumPy reference runs on the host only")
-        return None
-    if name not in TORCH_NAMES or (impl == "torch-fused" and name not in TORCH_FUSED):
-        raise NotImplementedError(f"torch.optim has no {impl} {name}")
-    torch = require_torch_target(target)
-    return torch, torch_device(torch, target)
+class _Step:
+    """One optimizer step per timed call; subclasses build the step (``_build``)."""
+
+    param_names = list(suite.STEP_PARAMS)
+    timeout = 180
+
+    def setup(self, name, n, dtype):
+        if getattr(self, "_built", None) == (name, n, dtype):
+            return  # asv re-runs setup between the calls of a sample: keep the run going
+        self._require()  # NotImplementedError before any allocation or heavy import
+        p, g = _fresh_arrays(n, dtype)
+        self.call = self._build(name, p, g)
+        self.number = calls_per_sample(n)
+        self.call()  # JIT warm-up (and torch's lazy state allocation)
+        self._built = (name, n, dtype)
+
+    def _require(self):
+        """Raise NotImplementedError where this implementation cannot run here."""
+
+    def time_step(self, name, n, dtype):
+        self.call()
 
 
-def _step(name, p, g, impl, needs):
-    """One step of ``impl`` (``fastopt.bench.definitions``' peers); each call waits for
-    the GPU on the cuda target."""
-    if impl == "fastopt" and needs is None:
+class FastoptStep(_Step):
+    """``fastopt.optim.<Name>(p).step(g)`` on one flat host array of N elements."""
+
+    params = (STEP_OPTIMIZERS, STEP_SIZES, STEP_DTYPES)
+
+    def _build(self, name, p, g):
         return definitions.fastopt_step(name, p, g)[1]
-    if impl == "fastopt":  # the CUDA target: device arrays, synchronised
-        cuda = needs
+
+
+class FastoptStepCUDA(_Step):
+    """The same on a device array (numba.cuda), each step synchronised."""
+
+    params = (STEP_OPTIMIZERS, CUDA_SIZES, STEP_DTYPES)
+
+    def _require(self):
+        self._cuda = require_fastopt_cuda()
+
+    def _build(self, name, p, g):
+        cuda = self._cuda
         dp, dg = cuda.to_device(p), cuda.to_device(g)
         return unsupported("fastopt.optim on device arrays",
                            lambda: definitions.fastopt_step(name, dp, dg, cuda.synchronize))[1]
-    if impl == "numpy":
+
+
+class NumpyStep(_Step):
+    """The NumPy reference ``fastopt.reference.RefOptimizer`` (host only)."""
+
+    params = (STEP_OPTIMIZERS, PEER_SIZES, STEP_DTYPES)
+
+    def _build(self, name, p, g):
         return definitions.numpy_step(name, p, g)
-    torch, device = needs
-    return definitions.torch_step(torch, name, p, g, impl, device, wait=True)
 
 
-class OptimizerStep:
-    """``opt.step(g)`` on a single flat array of N elements (validation included)."""
+class _TorchStep(_Step):
+    variant = "torch"
+    target = "cpu"
 
-    params = (UPDATE_OPTIMIZERS, SIZES, DTYPES, TARGETS, UPDATE_IMPLS)
-    param_names = list(suite.UPDATE_PARAMS)
-    timeout = 180
+    def _require(self):
+        torch = require_torch_target(self.target)
+        self._torch = torch, torch_device(torch, self.target)
 
-    def setup(self, name, n, dtype, target, impl):
-        needs = _skip_unsupported(name, target, impl)
-        p, g = _fresh_arrays(n, dtype)
-        self.call = _step(name, p, g, impl, needs)
-        self.reps = steps_per_call(n)
-        self.call()  # JIT warm-up (and torch's lazy state allocation)
+    def _build(self, name, p, g):
+        torch, device = self._torch
+        return definitions.torch_step(torch, name, p, g, self.variant, device, wait=True)
 
-    def time_step(self, name, n, dtype, target, impl):
-        for _ in range(self.reps):
-            self.call()
 
-    # asv's version of this benchmark (a hash of its code) from before its setup moved to
-    # fastopt.bench.definitions; what it measures did not change, so the results recorded
-    # before stay comparable. Delete this line when the measurement changes.
-    time_step.version = "6b9bf9aa0a25cf524e551c25003a47e54901b55004f7ed8daebe9b5aec6be83a"
+class TorchStep(_TorchStep):
+    """``torch.optim.<Name>(foreach=False)``, the for-loop, on the CPU."""
+
+    params = (TORCH_STEP_OPTIMIZERS, PEER_SIZES, STEP_DTYPES)
+
+
+class TorchFusedStep(_TorchStep):
+    """``torch.optim.<Name>(fused=True)`` on the CPU (SGD, Adagrad, Adam, AdamW)."""
+
+    params = (TORCH_FUSED_OPTIMIZERS, PEER_SIZES, STEP_DTYPES)
+    variant = "torch-fused"
+
+
+class TorchStepCUDA(_TorchStep):
+    """The for-loop on a CUDA device, each step synchronised."""
+
+    params = (TORCH_STEP_OPTIMIZERS, CUDA_SIZES, STEP_DTYPES)
+    target = "cuda"
+
+
+class TorchFusedStepCUDA(_TorchStep):
+    """``fused=True`` on a CUDA device, each step synchronised."""
+
+    params = (TORCH_FUSED_OPTIMIZERS, CUDA_SIZES, STEP_DTYPES)
+    variant = "torch-fused"
+    target = "cuda"

@@ -1,6 +1,7 @@
 """Training (``fastopt.train.fit``): convergence per optimizer and batch size, and peak memory.
 
-Convergence: one fixed, seeded run of ``fit`` per (data set, optimizer, batch size) --
+Convergence: one fixed, seeded run of ``fit`` per (data set, optimizer, batch size: 128 by
+default, 32, 128 and 512 under FASTOPT_ASV_FULL=1) --
 He-initialised ReLU MLP ``n_features-100-100-100-100-10`` (the network of ``fastopt
 compare``), each optimizer at the learning rate ``fastopt compare`` uses
 (``fastopt.experiments.training.OPTIMIZERS``), the weights and the mini-batch order seeded
@@ -22,7 +23,7 @@ import math
 
 from fastopt.bench import suite
 
-from .common import (CONVERGENCE, CONVERGENCE_BATCHES, CONVERGENCE_OPTIMIZERS, FIT_SEED,
+from .common import (CONVERGENCE, CONVERGENCE_BATCH_GRID, CONVERGENCE_OPTIMIZERS, FIT_SEED,
                      MODEL_SEED, PEAKMEM_STEPS, load_dataset)
 
 
@@ -45,7 +46,7 @@ def _train_all(dataset):
     runs = {}
     for name in CONVERGENCE_OPTIMIZERS:
         config = training.configure(name, {})
-        for batch_size in CONVERGENCE_BATCHES:
+        for batch_size in CONVERGENCE_BATCH_GRID:
             model = nn.MLP(sizes, activation="relu", init="he_normal", seed=MODEL_SEED)
             opt = getattr(optim, config.cls)(model.params, **config.kwargs)
             try:
@@ -66,7 +67,7 @@ def _train_all(dataset):
 class _Convergence:
     """Shared by the per-data-set classes below (each has its own ``setup_cache``)."""
 
-    params = (CONVERGENCE_OPTIMIZERS, CONVERGENCE_BATCHES)
+    params = (CONVERGENCE_OPTIMIZERS, CONVERGENCE_BATCH_GRID)
     param_names = list(suite.CONVERGENCE_PARAMS)
     timeout = 120
 

@@ -167,3 +167,63 @@ def load_dataset(name):
 
 # peak memory of a short training run (bench_train.TrainingMemory)
 PEAKMEM_STEPS = grid([300], [20])[0]
+
+
+# ---------------------------------------------------------------------------------------
+# appended with issue 17: a default suite of about ten minutes on 2 cores, the wide grids
+# behind FASTOPT_ASV_FULL=1 (the convention of scipy's SCIPY_XSLOW), one class per
+# implementation and target (no row that can never run), one optimizer step per call.
+# The names above stay as they were (the full grids are theirs); the classes use these.
+
+
+def _flag(name):
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+#: FASTOPT_ASV_FULL=1: every grid at its full width (the suite before issue 17: about
+#: 30-45 minutes on 2 cores, README "Tracking performance with asv")
+FULL = _flag("FASTOPT_ASV_FULL")
+if FULL and SMOKE:
+    raise ValueError("FASTOPT_ASV_FULL and FASTOPT_ASV_SMOKE are both set: choose one (full "
+                     "grids, or the CI smoke run), or unset both for the default suite")
+
+
+def tier(default, full, smoke):
+    """A benchmark's parameter values: ``default``, ``full`` under FASTOPT_ASV_FULL,
+    ``smoke`` under FASTOPT_ASV_SMOKE."""
+    return list(smoke if SMOKE else full if FULL else default)
+
+
+# optimizer steps: fastopt on the CPU; the peers at fewer sizes (their ratios to fastopt
+# need only the two ends: per-call overhead at 1e3, memory bandwidth at 1e6); the GPU at
+# sizes where it pays (definitions.GPU_SIZES)
+STEP_OPTIMIZERS = tier(OPTIMIZERS, OPTIMIZERS, ["sgd", "adam"])
+STEP_SIZES = tier([1000, 100000, 1000000], SIZES, [1000])
+STEP_DTYPES = tier(["float32"], DTYPES, ["float32"])
+PEER_SIZES = tier([1000, 1000000], SIZES, [1000])
+CUDA_SIZES = tier([1000000], list(definitions.GPU_SIZES), [1000000])
+#: torch rows only for the optimizers torch.optim has (for-loop), and has fused=True for
+TORCH_STEP_OPTIMIZERS = [name for name in STEP_OPTIMIZERS if name in TORCH_NAMES]
+TORCH_FUSED_OPTIMIZERS = [name for name in STEP_OPTIMIZERS if name in TORCH_FUSED]
+
+
+def calls_per_sample(n):
+    """asv's ``number`` of the optimizer step benchmarks: steps per timed sample, so that a
+    sample is about a millisecond or more (100 at N = 1e3). asv divides each sample by it:
+    its time per call is the time per step, and the report takes it as it is."""
+    return max(1, 10**5 // n)
+
+
+# MLP: batch sizes on the CPU and on the GPU
+MLP_BATCHES = tier([32, 128, 512], BATCH_SIZES, [32])
+MLP_CUDA_BATCHES = tier([128], [32, 128, 512, 1024], [128])
+
+# convergence: every optimizer at batch 128 by default, the three batch sizes in full
+CONVERGENCE_BATCH_GRID = tier([128], CONVERGENCE_BATCHES, [32])
+
+# instruction counts (fastopt.bench.instructions): the update of every optimizer and the
+# MLP train_step with SGD and Adam; repeats of the differential count (the median is the
+# result: the first repeat of a case is sometimes 1-2% off, CPython warming up)
+INSTRUCTION_OPTIMIZERS = tier(OPTIMIZERS, OPTIMIZERS, ["sgd", "adam"])
+INSTRUCTION_TRAIN_OPTIMIZERS = tier(["sgd", "adam"], ["sgd", "adam"], ["sgd"])
+INSTRUCTION_REPEATS = tier([3], [3], [1])[0]

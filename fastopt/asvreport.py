@@ -6,18 +6,26 @@ suite's description in ``<results>/benchmarks.json`` (parameter names, units). T
 picks one machine and one commit (by default the latest commit that has results), merges
 its files (one per environment) and derives what asv does not show:
 
-- update kernels (``bench_optim.OptimizerStep.time_step``): time per optimizer step
-  (asv's time per call divided by ``steps_per_call(N)``), effective bandwidth of fastopt
+- update kernels (``bench_optim.<Impl>Step[CUDA].time_step``, one class per
+  implementation and target, ``fastopt.bench.suite.UPDATE_STEPS``): time per optimizer step
+  (asv's time per call: one step per call), effective bandwidth of fastopt
   ((3 + 2 * n_state) * itemsize * N bytes per step) and each peer's time over fastopt's at
   the same parameters (NumPy reference, torch.optim for-loop, torch fused);
-- MLP (``bench_nn.MLP.*``): time per call, samples per second, PyTorch's time over fastopt's;
+- MLP (``bench_nn.<Impl>MLP[CUDA].*``): time per call, samples per second, PyTorch's time
+  over fastopt's;
 - convergence (``bench_train.Convergence<DataSet>.track_*``): test accuracy, steps and
   seconds to the target, one row per data set, optimizer and batch size;
+- instructions per step under callgrind (``bench_instructions.*``), per element for the
+  update;
 - everything else (cold start, import, peak memory, benchmarks added later) as it is.
 
-The benchmarks' names, parameter names and units are ``fastopt.bench.suite``'s, the steps
-per call and the hyperparameters ``fastopt.bench.definitions``': the same definitions the
-suite is built from.
+Results of commits before issue 17 (``bench_optim.OptimizerStep``, ``bench_nn.MLP``: one
+class with ``target`` and ``impl`` parameters, ``steps_per_call(N)`` steps per call) are
+read too: their time per call is divided by ``steps_per_call(N)``.
+
+The benchmarks' names, parameter names and units are ``fastopt.bench.suite``'s, the legacy
+steps per call and the hyperparameters ``fastopt.bench.definitions``': the same definitions
+the suite is built from.
 
 Each table is printed and written as CSV; time per step against N (update kernels, log-log,
 one panel per optimizer, one line per implementation) and against the batch size (MLP) are
@@ -37,14 +45,17 @@ from typing import NamedTuple
 
 from . import tables
 from .bench import definitions, suite
-from .bench.definitions import steps_per_call  # noqa: F401  (the report's time per step)
+from .bench.definitions import steps_per_call  # noqa: F401  (legacy results: per step)
 
 DEFAULT_RESULTS = os.path.join(".asv", "results")
 
-UPDATE = suite.UPDATE
+UPDATE_STEPS = suite.UPDATE_STEPS
+LEGACY_UPDATE = suite.LEGACY_UPDATE
 UPDATE_PEERS = tuple(impl for impl in definitions.UPDATE_IMPLS if impl != "fastopt")
-MLP_PREFIX = suite.MLP_PREFIX
+MLP_CLASSES = suite.MLP_CLASSES
+LEGACY_MLP_PREFIX = suite.LEGACY_MLP_PREFIX
 MLP_KINDS = suite.MLP_TIMINGS
+INSTRUCTIONS = suite.INSTRUCTIONS
 CONVERGENCE_PREFIX = suite.CONVERGENCE_PREFIX
 CONVERGENCE_TRACKS = {track: column for track, (column, _) in suite.CONVERGENCE_TRACKS.items()}
 NETWORK = "-".join(map(str, definitions.NETWORK))
@@ -53,7 +64,7 @@ NETWORK = "-".join(map(str, definitions.NETWORK))
 class Entry(NamedTuple):
     """One benchmark at one parameter combination."""
 
-    name: str  # e.g. "bench_optim.OptimizerStep.time_step"
+    name: str  # e.g. "bench_optim.FastoptStep.time_step"
     params: dict  # parameter name -> value (Python value, e.g. 'adam' or 1000)
     value: float  # NaN when skipped, None when it failed
     unit: str  # "seconds", "bytes", or a track's unit
@@ -163,8 +174,8 @@ def _value(text):
 
 
 def _default_unit(name):
-    if name in suite.BENCHMARKS:
-        return suite.BENCHMARKS[name].unit
+    if suite.known(name):
+        return suite.known(name).unit
     method = name.rsplit(".", 1)[-1]
     if method.startswith(("time_", "timeraw_")):
         return "seconds"
@@ -177,7 +188,7 @@ def _entries(file, info):
     out = []
     for name, (params, values) in sorted(file.results.items()):
         meta = info.get(name, {})
-        known = list(suite.BENCHMARKS[name].param_names) if name in suite.BENCHMARKS else []
+        known = list(suite.known(name).param_names) if suite.known(name) else []
         names = meta.get("param_names") or known
         if len(names) != len(params):  # results of an older version of the benchmark
             names = known
@@ -309,25 +320,35 @@ def state_arrays(name, dtype="float32"):
     return len(opt.state[0])
 
 
+def _update_times(entries):
+    """{(optimizer, n, dtype, target): {impl: seconds per step}} from the current classes
+    (one step per call) and from the retired OptimizerStep (``steps_per_call(n)`` per call)."""
+    groups = {}
+    for e in entries:
+        p = e.params
+        if e.name in UPDATE_STEPS:
+            impl, target = UPDATE_STEPS[e.name]
+            per_step = e.value
+        elif e.name == LEGACY_UPDATE:
+            impl, target = p.get("impl", "fastopt"), p.get("target", "cpu")
+            per_step = e.value / steps_per_call(p.get("n")) if _ok(e.value) else e.value
+        else:
+            continue
+        key = (p.get("optimizer"), p.get("n"), p.get("dtype", "float32"), target)
+        groups.setdefault(key, {})[impl] = _nan(per_step)
+    return groups
+
+
 def update_rows(entries):
     """One row per optimizer, N, dtype and target: fastopt's time per step and GB/s, the
     peers' times and their ratio to fastopt (peer time / fastopt time: above 1 = fastopt
     faster)."""
     import numpy as np
 
-    groups = {}
-    for e in entries:
-        if e.name != UPDATE:
-            continue
-        p = e.params
-        key = (p.get("optimizer"), p.get("n"), p.get("dtype", "float32"),
-               p.get("target", "cpu"))
-        groups.setdefault(key, {})[p.get("impl", "fastopt")] = e.value
+    groups = _update_times(entries)
     rows = []
     n_state = {}
-    for (name, n, dtype, target), impls in groups.items():
-        per_step = {impl: (v / steps_per_call(n) if _ok(v) else math.nan)
-                    for impl, v in impls.items()}
+    for (name, n, dtype, target), per_step in groups.items():
         if not any(_ok(v) for v in per_step.values()):
             continue
         if (name, dtype) not in n_state:
@@ -347,15 +368,29 @@ def update_rows(entries):
     return rows
 
 
+def _mlp_class(name):
+    """(impl, target, method) of an MLP benchmark name, None for other benchmarks; the
+    retired ``bench_nn.MLP`` has impl and target as parameters (None here)."""
+    for prefix, (impl, target) in MLP_CLASSES.items():
+        if name.startswith(prefix):
+            return impl, target, name[len(prefix):]
+    if name.startswith(LEGACY_MLP_PREFIX):
+        return None, None, name[len(LEGACY_MLP_PREFIX):]
+    return None
+
+
 def mlp_rows(entries):
     """One row per timing (train_step, forward, forward+backward), batch size and target."""
     groups = {}
     for e in entries:
-        if not e.name.startswith(MLP_PREFIX):
+        found = _mlp_class(e.name)
+        if found is None:
             continue
-        kind = MLP_KINDS.get(e.name[len(MLP_PREFIX):], e.name[len(MLP_PREFIX):])
-        key = (kind, e.params.get("batch"), e.params.get("target", "cpu"))
-        groups.setdefault(key, {})[e.params.get("impl", "fastopt")] = e.value
+        impl, target, method = found
+        impl = impl or e.params.get("impl", "fastopt")
+        target = target or e.params.get("target", "cpu")
+        key = (MLP_KINDS.get(method, method), e.params.get("batch"), target)
+        groups.setdefault(key, {})[impl] = e.value
     rows = []
     for (kind, n, target), impls in groups.items():
         fast, peer = _nan(impls.get("fastopt")), _nan(impls.get("torch"))
@@ -396,8 +431,26 @@ def convergence_rows(entries):
     return rows
 
 
+def instruction_rows(entries):
+    """One row per instruction-count benchmark and optimizer: instructions per step, and
+    per element for the update (N elements: ``fastopt.bench.instructions.UPDATE_N``)."""
+    from .bench import instructions
+
+    rows = []
+    for e in entries:
+        if e.name not in INSTRUCTIONS or not _ok(e.value):
+            continue
+        kind = INSTRUCTIONS[e.name]
+        size = instructions.UPDATE_N if kind == "update" else e.params.get("batch")
+        rows.append(dict(what=kind, optimizer=e.params.get("optimizer"), size=size,
+                         instructions=e.value,
+                         per_item=e.value / size if size else math.nan))
+    return rows
+
+
 def _known(name):
-    return (name == UPDATE or name.startswith(MLP_PREFIX)
+    return (name in UPDATE_STEPS or name == LEGACY_UPDATE or _mlp_class(name) is not None
+            or name in INSTRUCTIONS
             or (name.startswith(CONVERGENCE_PREFIX)
                 and name.rsplit(".", 1)[-1] in CONVERGENCE_TRACKS))
 
@@ -432,6 +485,8 @@ CONVERGENCE_COLUMNS = (["dataset", "optimizer", "batch", "test_accuracy_pct",
                         "steps_to_target", "seconds_to_target"],
                        ["data set", "optimizer", "batch", "test acc %", "steps to target",
                         "s to target"])
+INSTRUCTION_COLUMNS = (["what", "optimizer", "size", "instructions", "per_item"],
+                       ["step", "optimizer", "N / batch", "instructions", "per element / sample"])
 OTHER_COLUMNS = (["benchmark", "params", "value", "unit"],
                  ["benchmark", "parameters", "value", "unit"])
 
@@ -444,6 +499,8 @@ TABLES = (
     ("asv_convergence", "convergence: test accuracy after the fixed steps, steps and "
      "training seconds to the target accuracy (- = not reached)", convergence_rows,
      CONVERGENCE_COLUMNS),
+    ("asv_instructions", "instructions per step (callgrind; one BLAS and Numba thread): "
+     "moves when the code does, not with the load", instruction_rows, INSTRUCTION_COLUMNS),
     ("asv_other", "cold start, import, memory and other benchmarks", other_rows,
      OTHER_COLUMNS),
 )

@@ -121,12 +121,18 @@ GPU_SIZES = (10**6, 10**7, 10**8)
 GPU_BATCH_SIZES = (128, 1024)
 
 
-def fastopt_mlp(sizes=NETWORK, dtype="float32", seed=0, target="cpu"):
-    """(model, optimizer): fastopt's ReLU MLP of layer ``sizes`` and its SGD (``MLP_LR``)."""
+def fastopt_mlp(sizes=NETWORK, dtype="float32", seed=0, target="cpu", optimizer="sgd"):
+    """(model, optimizer): fastopt's ReLU MLP of layer ``sizes`` and its optimizer: plain
+    SGD at ``MLP_LR`` for "sgd", else ``fastopt.optim.OPTIMIZERS[optimizer]`` with its
+    defaults (Adam: lr 1e-3)."""
     from fastopt import nn, optim
 
+    if optimizer not in optim.OPTIMIZERS:
+        raise ValueError(f"optimizer={optimizer!r}: choose from {', '.join(optim.OPTIMIZERS)}")
     model = nn.MLP(sizes, activation="relu", dtype=dtype, seed=seed, target=target)
-    return model, optim.SGD(model.params, lr=MLP_LR)
+    if optimizer == "sgd":
+        return model, optim.SGD(model.params, lr=MLP_LR)
+    return model, optim.OPTIMIZERS[optimizer](model.params)
 
 
 class TorchMLP(NamedTuple):

@@ -16,17 +16,35 @@ class Benchmark(NamedTuple):
     unit: str  # "seconds" for time_/timeraw_, "bytes" for peakmem_, a track's own unit
 
 
-UPDATE_PARAMS = ("optimizer", "n", "dtype", "target", "impl")
-MLP_PARAMS = ("batch", "target", "impl")
+UPDATE_PARAMS = ("optimizer", "n", "dtype", "target", "impl")  # the retired OptimizerStep's
+STEP_PARAMS = ("optimizer", "n", "dtype")
+MLP_PARAMS = ("batch", "target", "impl")  # the retired MLP class's
+MLP_BATCH_PARAMS = ("batch",)
 CONVERGENCE_PARAMS = ("optimizer", "batch")
 COLD_START_PARAMS = ("numba_cache",)
 IMPORT_PARAMS = ("module",)
+INSTRUCTION_UPDATE_PARAMS = ("optimizer",)
+INSTRUCTION_TRAIN_PARAMS = ("optimizer", "batch")
 
-#: fastopt's and its peers' optimizer step (``fastopt.bench.definitions``), ``steps_per_call``
-#: steps per call
-UPDATE = "bench_optim.OptimizerStep.time_step"
-#: the MLP benchmarks: "bench_nn.MLP." + method; method -> the timing's name in the report
-MLP_PREFIX = "bench_nn.MLP."
+#: the optimizer step, one class per implementation and target (only combinations that can
+#: run somewhere; what this machine lacks is skipped): benchmark -> (impl, target). One
+#: ``opt.step(g)`` per call; asv's ``number`` calls per sample, its time per call is the
+#: time per step.
+UPDATE_STEPS = {
+    "bench_optim.FastoptStep.time_step": ("fastopt", "cpu"),
+    "bench_optim.FastoptStepCUDA.time_step": ("fastopt", "cuda"),
+    "bench_optim.NumpyStep.time_step": ("numpy", "cpu"),
+    "bench_optim.TorchStep.time_step": ("torch", "cpu"),
+    "bench_optim.TorchFusedStep.time_step": ("torch-fused", "cpu"),
+    "bench_optim.TorchStepCUDA.time_step": ("torch", "cuda"),
+    "bench_optim.TorchFusedStepCUDA.time_step": ("torch-fused", "cuda"),
+}
+#: the MLP, one class per implementation and target: class prefix -> (impl, target);
+#: method -> the timing's name in the report
+MLP_CLASSES = {"bench_nn.FastoptMLP.": ("fastopt", "cpu"),
+               "bench_nn.FastoptMLPCUDA.": ("fastopt", "cuda"),
+               "bench_nn.TorchMLP.": ("torch", "cpu"),
+               "bench_nn.TorchMLPCUDA.": ("torch", "cuda")}
 MLP_TIMINGS = {"time_train_step": "train_step", "time_forward": "forward",
                "time_forward_backward": "forward+backward"}
 #: one class per data set: "bench_train.Convergence" + data set + "." + track
@@ -36,11 +54,16 @@ CONVERGENCE_DATASETS = ("Digits", "MNIST")
 CONVERGENCE_TRACKS = {"track_test_accuracy": ("test_accuracy_pct", "%"),
                       "track_steps_to_target": ("steps_to_target", "steps"),
                       "track_seconds_to_target": ("seconds_to_target", "seconds")}
+#: instructions per step under callgrind (``fastopt.bench.instructions``): benchmark -> kind
+INSTRUCTION_UNIT = "instructions"
+INSTRUCTIONS = {"bench_instructions.UpdateInstructions.track_instructions": "update",
+                "bench_instructions.TrainStepInstructions.track_instructions": "train_step"}
 
 #: every benchmark of the suite
 BENCHMARKS = {
-    UPDATE: Benchmark(UPDATE_PARAMS, "seconds"),
-    **{MLP_PREFIX + method: Benchmark(MLP_PARAMS, "seconds") for method in MLP_TIMINGS},
+    **{name: Benchmark(STEP_PARAMS, "seconds") for name in UPDATE_STEPS},
+    **{prefix + method: Benchmark(MLP_BATCH_PARAMS, "seconds")
+       for prefix in MLP_CLASSES for method in MLP_TIMINGS},
     **{f"{CONVERGENCE_PREFIX}{dataset}.{track}": Benchmark(CONVERGENCE_PARAMS, unit)
        for dataset in CONVERGENCE_DATASETS
        for track, (_, unit) in CONVERGENCE_TRACKS.items()},
@@ -49,4 +72,22 @@ BENCHMARKS = {
     "bench_import.ColdStart.timeraw_import_and_first_step": Benchmark(COLD_START_PARAMS,
                                                                       "seconds"),
     "bench_import.ColdStart.track_first_train_step": Benchmark(COLD_START_PARAMS, "seconds"),
+    **{name: Benchmark(INSTRUCTION_UPDATE_PARAMS if kind == "update"
+                       else INSTRUCTION_TRAIN_PARAMS, INSTRUCTION_UNIT)
+       for name, kind in INSTRUCTIONS.items()},
 }
+
+#: benchmarks of earlier commits' suites, still read by the report. Before issue 17 one
+#: class timed every implementation and target, ``steps_per_call(n)`` steps per call (the
+#: report divides by it), with rows for combinations that could never run.
+LEGACY_UPDATE = "bench_optim.OptimizerStep.time_step"
+LEGACY_MLP_PREFIX = "bench_nn.MLP."
+LEGACY = {
+    LEGACY_UPDATE: Benchmark(UPDATE_PARAMS, "seconds"),
+    **{LEGACY_MLP_PREFIX + method: Benchmark(MLP_PARAMS, "seconds") for method in MLP_TIMINGS},
+}
+
+
+def known(name):
+    """The ``Benchmark`` of a current or retired benchmark name, else None."""
+    return BENCHMARKS.get(name) or LEGACY.get(name)
