@@ -254,6 +254,14 @@ def run_training(key, steps, fn, *args):
     return guard.run(fn, steps, *args)
 
 
+def reset():
+    """Forget every Governor's and Guard's decisions (the next calls start afresh, on the
+    threads): for benchmarks that time a quiet machine right after a loaded one, where a
+    Guard would otherwise stay on one thread until its next try (up to MAX_PERIOD s)."""
+    _GOVERNORS.clear()
+    _GUARDS.clear()
+
+
 _BLAS = None  # threadpoolctl's controllers of the BLAS libraries, found on first use
 
 

@@ -278,7 +278,7 @@ def _run_compiled(model, optimizer, X, y, batch, raise_plan_error=True):
         yb = np.empty((nb,) + y.shape[1:], dtype=y.dtype)
         kernel = _chunk_kernel(model.loss, model.activation, plan.rule)
         done = threads.run_training(
-            ("fit", model.sizes, nb, model.dtype.char), len(batch), kernel, losses,
+            ("fit", model.sizes, nb, model.dtype.char, plan.rule), len(batch), kernel, losses,
             model.grads, ws, (xb, yb), model.params, (X, y), (starts, index), net,
             (*plan.slots[0], plan.hypers[0], plan.flags[0]))
         optimizer.commit_steps(plan, done)

@@ -194,6 +194,7 @@ def measure_row(row, loads, seconds, seed=0, n_cores=None):
     results = []
     for kind in loads:
         before = _loadavg()
+        threads.reset()  # the quiet time starts on the threads, not on a previous decision
         quiet, _ = block_throughput(step, seconds)
         with load(kind, n_cores):
             time.sleep(SETTLE_SECONDS)

@@ -446,7 +446,7 @@ class MLP:
             self._draw_masks(ws[3], n)
         kernel = _train_step_kernel(self.loss, self.activation, plan.rule)
         status, loss = threads.run_training(
-            ("train_step", self.sizes, n, self.dtype.char), 1, kernel, self.grads, ws,
+            ("train_step", self.sizes, n, self.dtype.char, plan.rule), 1, kernel, self.grads, ws,
             self.params, X, y, net, s0, s1, s2, plan.hypers[0][0], plan.flags[0][0])
         if status:  # nothing changed; the full checks say what is wrong
             self._check_X(X)
