@@ -28,10 +28,10 @@ N_HYPER = N_FLAGS = 0
 
 
 def _update_loop(p, g, s0, s1, s2, hyper, flags):
-    # The GPU kernel (fastopt.kernels.cuda._update_kernel) repeats this loop body on
-    # purpose: moving it into a shared inline function changes the LLVM block structure,
-    # and with "contract" LLVM then fuses the other product of a*b + c*d into an FMA
-    # (Lion's serial kernel moved by an ulp). Results must stay bitwise as they are.
+    # The GPU kernel (fastopt.kernels.cuda._update_kernel) repeats this loop body: when
+    # config.FASTMATH still had "contract", a shared inline function changed the LLVM
+    # block structure and moved Lion's serial kernel by an ulp. Without "contract" they
+    # could share it (not yet tried: it needs the bitwise checks of tests/test_kernels.py).
     h = to_fixed_tuple(hyper, N_HYPER)
     f = to_fixed_tuple(flags, N_FLAGS)
     for i in prange(p.size):
@@ -67,8 +67,8 @@ def update(name, p, g, s0, s1, s2, hyper, flags):
     int64 array ordered as ``RULES[name].flags``.
     """
     serial, parallel = update_kernels(name)
-    # serial or prange by size, and with FASTOPT_THREADS=auto also by how busy the cores
-    # are (fastopt.threads says why that is not the default)
+    # serial or prange by size, and with FASTOPT_THREADS=auto (the default) also by how
+    # busy the cores are (fastopt.threads); both give the same bits
     threads.run_sized(name, p.size, serial, parallel, p, g, s0, s1, s2, hyper, flags)
 
 
