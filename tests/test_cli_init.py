@@ -208,3 +208,22 @@ def test_ctrl_c_during_training_keeps_the_histograms(tmp_path, capsys, monkeypat
     assert code == 130 and str(out) in err
     assert (out / "activation_stats.csv").exists() and (out / "activations_relu.png").exists()
     assert json.loads((out / "settings.json").read_text())["status"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_training_progress_lines_without_a_terminal(tmp_path, capsys, monkeypatch):
+    """stdout not a terminal: a line every ~10 s per training run (here every update)."""
+    from fastopt import runs
+
+    class Often(runs.Progress):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "every": 0.0})
+
+    monkeypatch.setattr(runs, "Progress", Often)
+    argv = [a for a in TINY if a != "--no-progress"]
+    code, stdout, _ = cli(["init", *argv, "--activations", "relu", "--train-inits", "he",
+                           "--steps", "300", "--out", str(tmp_path / "run")], capsys)
+    assert code == 0
+    lines = [line for line in stdout.splitlines() if line.startswith("init: he: ")]
+    assert len(lines) >= 3 and " steps (" in lines[0]
+    assert lines[-1].startswith("init: he: 300/300 steps (100%)")

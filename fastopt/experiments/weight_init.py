@@ -194,8 +194,9 @@ def load_data(name, dtype="float32"):
         raise ValueError(f"--dataset {name}: {exc}") from None
 
 
-def train_one(data, spec, steps, lr, batch_size, seed, progress):
-    """SGD training of the textbook's ReLU network with initialiser ``spec``.
+def train_one(data, spec, steps, lr, batch_size, seed, progress, label=""):
+    """SGD training of the textbook's ReLU network with initialiser ``spec``; ``progress``
+    a ``runs.progress_mode`` ("bar", "lines": a line every ~10 s, "off").
 
     Returns (History, note); note is "" or why training stopped early (divergence).
     """
@@ -204,13 +205,20 @@ def train_one(data, spec, steps, lr, batch_size, seed, progress):
     model = nn.MLP([data.n_features, *HIDDEN, data.n_classes], activation="relu", init=spec,
                    seed=seed, dtype=data.dtype.name)
     opt = optim.SGD(model.params, lr=lr)
+    every = max(1, steps // 100)
+    run = train.Training(model, opt, data, batch_size=batch_size, max_steps=steps,
+                         eval_every=every, seed=seed, progress=False, replacement=True)
+    bar = runs.Progress(total=steps, desc=f"init: {label}" if label else "init", unit="steps",
+                        mode=progress)
     try:
-        history = train.fit(model, opt, data, batch_size=batch_size, max_steps=steps,
-                            eval_every=max(1, steps // 100), seed=seed, progress=progress,
-                            replacement=True)
+        while not run.advance(steps=every):
+            bar.update(run.steps - bar.n)
+        bar.update(run.steps - bar.n)
     except train.TrainingDiverged as exc:
         return exc.history, f"diverged at step {exc.step}"
-    return history, ""
+    finally:
+        bar.close()
+    return run.history, ""
 
 
 def plot_training(curves, title):
@@ -337,13 +345,13 @@ def _histograms(args, activations, inits, out):
 
 def _training(args, train_inits, data, out):
     """The training curves of the textbook network for each initialisation."""
-    progress = runs.progress_enabled(args.no_progress)
+    progress = runs.progress_mode(args.no_progress)
     curves = []
     for i, (label, spec) in enumerate(train_inits, 1):
         print(f"training with {label} ({i}/{len(train_inits)}): {args.steps} SGD steps on "
               f"{args.dataset}", flush=True)
         history, note = train_one(data, spec, args.steps, args.lr, args.batch_size,
-                                  args.seed, progress)
+                                  args.seed, progress, label)
         if note:
             print(f"note: {label}: {note}; the curve stops there")
         path = history.to_csv(out / f"train_{_slug(label)}.csv")
