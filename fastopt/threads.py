@@ -58,6 +58,25 @@ def available_cores():
         return os.cpu_count() or 1
 
 
+def physical_cores(sysfs="/sys/devices/system/cpu"):
+    """Physical cores among the CPUs this process may run on: two hyperthreads of one core
+    count once (they share its arithmetic units, so two single-threaded runs on them slow
+    each other down). Where the topology is unknown, the available CPUs."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return available_cores()
+    cores = set()
+    for cpu in cpus:
+        topology = f"{sysfs}/cpu{cpu}/topology"
+        try:
+            with open(f"{topology}/physical_package_id") as a, open(f"{topology}/core_id") as b:
+                cores.add((a.read().strip(), b.read().strip()))
+        except OSError:
+            return len(cpus)
+    return max(1, len(cores))
+
+
 def describe():
     """The policy in force, and what ``auto`` did so far, as a short text for tables."""
     mode = config.THREADS

@@ -327,3 +327,17 @@ def test_train_step_numbers_equal_under_all_and_auto_on_a_quiet_run(monkeypatch)
         results.append((losses, model.params.copy()))
     assert results[0][0] == results[1][0]
     assert results[0][1].tobytes() == results[1][1].tobytes()
+
+
+def test_physical_cores_counts_hyperthreads_of_a_core_once(tmp_path, monkeypatch):
+    for cpu, (package, core) in enumerate([(0, 0), (0, 0), (0, 1), (1, 0)]):
+        topology = tmp_path / f"cpu{cpu}" / "topology"
+        topology.mkdir(parents=True)
+        (topology / "physical_package_id").write_text(f"{package}\n")
+        (topology / "core_id").write_text(f"{core}\n")
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert threads.physical_cores(str(tmp_path)) == 3
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert threads.physical_cores(str(tmp_path)) == 1
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 7})  # no cpu7
+    assert threads.physical_cores(str(tmp_path)) == 2
