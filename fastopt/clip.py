@@ -13,16 +13,17 @@ from . import _checks
 from .kernels import cpu
 
 
-def global_norm(flat_grads):
+def global_norm(flat_grads, kernels=cpu):
     """(2-norm over all elements of all arrays, every element finite) in one read.
 
     The norm is NaN if an element is NaN, inf if an element is inf (or the float64 sum of
-    squares overflows).
+    squares overflows). ``kernels``: the module whose ``grad_stats`` reads them
+    (``fastopt.kernels.cpu``, or ``fastopt.kernels.cython`` for backend="cython").
     """
     total = 0.0
     finite = True
     for g in flat_grads:
-        sumsq, ok = cpu.grad_stats(g)
+        sumsq, ok = kernels.grad_stats(g)
         total += sumsq
         finite = finite and ok
     if finite:

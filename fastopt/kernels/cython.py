@@ -12,9 +12,13 @@ the cache never holds a partial file.
 
 Compiler flags: ``-O3 -march=native`` (Numba compiles for the host CPU too),
 ``-fno-fast-math -ffp-contract=off`` (gcc's default for GNU C is to contract a*b + c into an
-FMA; config.FASTMATH has no "contract", so neither may the C compiler: the element-wise
-kernels are then bitwise equal to Numba's, see tests/test_cython.py) and ``-fopenmp`` for the
-``prange`` loops. The gradient sum of squares is not bitwise Numba's: Numba's reduction has
+FMA; config.FASTMATH has no "contract", so neither may the C compiler) and ``-fopenmp`` for
+the ``prange`` loops. config.FASTMATH still has "arcp" and "afn", with which LLVM rewrites
+some divisions (by a loop-invariant value, by a divisor used twice, float32 by a square
+root: the x86 reciprocal-square-root estimate); the generator writes those divisions the
+way LLVM does (``fastopt.kernels.cygen``, ``_Func.divide``), so the element-wise kernels are
+bitwise equal to Numba's on the machine they are built on (tests/test_cython.py: every rule,
+option, dtype and path). The gradient sum of squares is not bitwise Numba's: Numba's reduction has
 "reassoc" (config.REDUCTION_FASTMATH) and LLVM splits it into vector lanes whose partial
 sums depend on the target's vector width; the C loop adds in order (serial) or per OpenMP
 thread. Both are float64 sums of float32/float64 squares: they differ by rounding (relative

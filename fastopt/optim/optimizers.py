@@ -95,12 +95,12 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False,
                  weight_decay=0.0, maximize=False, *, convention="torch",
-                 skip_nonfinite=False, max_grad_norm=None):
+                 skip_nonfinite=False, max_grad_norm=None, backend="numba"):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       nesterov=nesterov, weight_decay=weight_decay,
                                       maximize=maximize),
                          convention=convention, skip_nonfinite=skip_nonfinite,
-                         max_grad_norm=max_grad_norm)
+                         max_grad_norm=max_grad_norm, backend=backend)
 
     def _check_combination(self, group):
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
@@ -165,14 +165,14 @@ class Adagrad(Optimizer):
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
                  initial_accumulator_value=None, eps=1e-10, maximize=False, *,
-                 convention="torch", skip_nonfinite=False, max_grad_norm=None):
+                 convention="torch", skip_nonfinite=False, max_grad_norm=None, backend="numba"):
         if initial_accumulator_value is None:
             initial_accumulator_value = 0.1 if convention == "keras" else 0.0
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
                                       eps=eps, maximize=maximize),
                          convention=convention, skip_nonfinite=skip_nonfinite,
-                         max_grad_norm=max_grad_norm)
+                         max_grad_norm=max_grad_norm, backend=backend)
 
     def _check_combination(self, group):
         if self.convention == "keras" and group["lr_decay"] != 0:
@@ -223,11 +223,11 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False, maximize=False, *, convention="torch",
-                 skip_nonfinite=False, max_grad_norm=None):
+                 skip_nonfinite=False, max_grad_norm=None, backend="numba"):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                       momentum=momentum, centered=centered, maximize=maximize),
                          convention=convention, skip_nonfinite=skip_nonfinite,
-                         max_grad_norm=max_grad_norm)
+                         max_grad_norm=max_grad_norm, backend=backend)
 
     def _slots(self, group):
         v, gm, b = self.rule.state
@@ -297,11 +297,11 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False, maximize=False, *, convention="torch", skip_nonfinite=False,
-                 max_grad_norm=None):
+                 max_grad_norm=None, backend="numba"):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, maximize=maximize),
                          convention=convention, skip_nonfinite=skip_nonfinite,
-                         max_grad_norm=max_grad_norm)
+                         max_grad_norm=max_grad_norm, backend=backend)
 
     def _slots(self, group):
         return self.rule.state if group["amsgrad"] else self.rule.state[:2]
@@ -340,10 +340,11 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False, maximize=False, *, convention="torch", skip_nonfinite=False,
-                 max_grad_norm=None):
+                 max_grad_norm=None, backend="numba"):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, convention=convention,
-                         skip_nonfinite=skip_nonfinite, max_grad_norm=max_grad_norm)
+                         skip_nonfinite=skip_nonfinite, max_grad_norm=max_grad_norm,
+                         backend=backend)
 
 
 class Adadelta(Optimizer):
@@ -364,11 +365,11 @@ class Adadelta(Optimizer):
     facts = Facts(torch="Adadelta", presets=(("adadelta", {}, 1.0, ("step", 30.0)),))
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False, *,
-                 convention="torch", skip_nonfinite=False, max_grad_norm=None):
+                 convention="torch", skip_nonfinite=False, max_grad_norm=None, backend="numba"):
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
                                       maximize=maximize),
                          convention=convention, skip_nonfinite=skip_nonfinite,
-                         max_grad_norm=max_grad_norm)
+                         max_grad_norm=max_grad_norm, backend=backend)
 
     def _host_scalars(self, group, lr, t, gstate):
         rho = group["rho"]
@@ -395,11 +396,11 @@ class Adamax(Optimizer):
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  maximize=False, *, convention="torch", skip_nonfinite=False,
-                 max_grad_norm=None):
+                 max_grad_norm=None, backend="numba"):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       maximize=maximize),
                          convention=convention, skip_nonfinite=skip_nonfinite,
-                         max_grad_norm=max_grad_norm)
+                         max_grad_norm=max_grad_norm, backend=backend)
 
     def _host_scalars(self, group, lr, t, gstate):
         beta1, beta2 = group["betas"]
@@ -433,13 +434,13 @@ class NAdam(Optimizer):
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  momentum_decay=4e-3, decoupled_weight_decay=False, maximize=False, *,
-                 convention="torch", skip_nonfinite=False, max_grad_norm=None):
+                 convention="torch", skip_nonfinite=False, max_grad_norm=None, backend="numba"):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       momentum_decay=momentum_decay,
                                       decoupled_weight_decay=decoupled_weight_decay,
                                       maximize=maximize),
                          convention=convention, skip_nonfinite=skip_nonfinite,
-                         max_grad_norm=max_grad_norm)
+                         max_grad_norm=max_grad_norm, backend=backend)
 
     def _host_scalars(self, group, lr, t, gstate):
         beta1, beta2 = group["betas"]
@@ -480,12 +481,12 @@ class RAdam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  decoupled_weight_decay=False, maximize=False, *, convention="torch",
-                 skip_nonfinite=False, max_grad_norm=None):
+                 skip_nonfinite=False, max_grad_norm=None, backend="numba"):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       decoupled_weight_decay=decoupled_weight_decay,
                                       maximize=maximize),
                          convention=convention, skip_nonfinite=skip_nonfinite,
-                         max_grad_norm=max_grad_norm)
+                         max_grad_norm=max_grad_norm, backend=backend)
 
     def _host_scalars(self, group, lr, t, gstate):
         beta1, beta2 = group["betas"]
@@ -527,11 +528,11 @@ class Lion(Optimizer):
     facts = Facts(presets=(("lion", {}, 1e-4, ("step", 0.5)),))  # not in torch.optim
 
     def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False,
-                 *, convention="torch", skip_nonfinite=False, max_grad_norm=None):
+                 *, convention="torch", skip_nonfinite=False, max_grad_norm=None, backend="numba"):
         super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay,
                                       maximize=maximize),
                          convention=convention, skip_nonfinite=skip_nonfinite,
-                         max_grad_norm=max_grad_norm)
+                         max_grad_norm=max_grad_norm, backend=backend)
 
     def _host_scalars(self, group, lr, t, gstate):
         beta1, beta2 = group["betas"]
