@@ -47,8 +47,10 @@ def add_common_arguments(parser, command, seed_help=None):
                         help=seed_help or "seed of every random draw (default 0); the same "
                                           "seed gives the same results")
     common.add_argument("--target", default="cpu", metavar="{cpu,cuda}",
-                        help="where the kernels run (default cpu; the commands do not take "
-                             "cuda yet: use it from Python)")
+                        help="where the kernels run (default cpu; cuda trains on an NVIDIA "
+                             "GPU: compare, compare --textbook and sensitivity take it, "
+                             "with a GPU or NUMBA_ENABLE_CUDASIM=1, and pip install "
+                             "\"fastopt[cuda]\"; the other commands run on the CPU)")
     common.add_argument("--svg", action="store_true",
                         help="also write each figure as SVG next to the PNG")
     common.add_argument("--no-progress", action="store_true",
@@ -56,20 +58,38 @@ def add_common_arguments(parser, command, seed_help=None):
                              "terminal)")
 
 
-def check_common_arguments(args):
-    """Checks of the shared options; raises ValueError naming the option."""
-    check_target(args.target)
+def check_common_arguments(args, gpu=None):
+    """Checks of the shared options; raises ValueError naming the option. ``gpu``: see
+    ``check_target``."""
+    check_target(args.target, gpu)
     check_count("--seed", args.seed, low=0)
     check_out(args.out)
 
 
-def check_target(target):
+#: the commands that train on the GPU with --target cuda
+CUDA_COMMANDS = ("compare", "compare --textbook", "sensitivity")
+
+
+def check_target(target, gpu=None):
+    """``--target``. ``gpu``: for a command that can train on the GPU, a function that
+    returns None when CUDA kernels can launch here (a GPU, or Numba's simulator with
+    NUMBA_ENABLE_CUDASIM=1), else what is missing (``fastopt.kernels.cuda.
+    why_unavailable``); without it the command takes the CPU only. ValueError otherwise."""
     if target not in TARGETS:
         raise ValueError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
+    if target == "cuda" and gpu is None:
+        raise ValueError("--target cuda: the CUDA target is not available to this command "
+                         f"(the commands that take it: {', '.join(CUDA_COMMANDS)}; from "
+                         "Python: nn.MLP(..., target=\"cuda\") and optimizers on device "
+                         "arrays); use --target cpu")
     if target == "cuda":
-        raise ValueError("--target cuda: the CUDA target is not available to the commands in "
-                         "this version (from Python it is: nn.MLP(..., target=\"cuda\") and "
-                         "optimizers on device arrays); use --target cpu")
+        missing = gpu()
+        if missing is not None:
+            for tail in ('; or use target="cpu"', '; use target="cpu"'):  # said below
+                missing = missing.removesuffix(tail)
+            raise ValueError(f"--target cuda: no usable GPU here: {missing}. Use --target "
+                             "cpu (or, without a GPU, NUMBA_ENABLE_CUDASIM=1 runs the GPU "
+                             "kernels in Numba's simulator: slow, for tests)")
     return target
 
 

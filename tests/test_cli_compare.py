@@ -378,3 +378,45 @@ def test_ctrl_c_keeps_the_histories_so_far_and_their_summary(tmp_path, capsys, m
         assert 0.1 < h.records[-1]["wall_time"] < 1.0  # one or two turns of 0.15 s
     rows = read_csv(out / "summary.csv")
     assert [r["optimizer"] for r in rows] == ["sgd", "adam"]
+
+
+# --target cuda (the simulator test of a GPU comparison: tests/cuda_sim/test_compare_sim.py)
+
+
+@pytest.mark.skipif(training.gpu_missing() is None, reason="a GPU (or the simulator) is here")
+def test_target_cuda_without_a_gpu_says_what_is_missing(tmp_path, capsys):
+    out = tmp_path / "never"
+    code, stdout, err = cli(["compare", "--dataset", "digits", "--target", "cuda", "--out",
+                             str(out)], capsys)
+    assert code == 2 and stdout == ""
+    assert err.startswith("fastopt: error: --target cuda: no usable GPU here: ")
+    assert "NVIDIA driver" in err or 'pip install "fastopt[cuda]"' in err
+    assert "Use --target cpu" in err and "NUMBA_ENABLE_CUDASIM=1" in err
+    assert not out.exists()
+
+
+def test_target_cuda_trains_in_one_process_in_wall_seconds(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(training, "gpu_missing", lambda: None)  # as if a GPU were here
+    out = tmp_path / "never"
+    code, stdout, err = cli(["compare", "--dataset", "digits", "--target", "cuda",
+                             "--workers", "2", "--out", str(out)], capsys)
+    assert code == 2 and stdout == "" and not out.exists()
+    assert "--workers 2" in err and "one process" in err and "--workers 1" in err
+    args = build_parser().parse_args(["compare", "--dataset", "digits", "--target", "cuda"])
+    plan = compare.check_args(args)
+    assert (plan.target, plan.workers, plan.clock) == ("cuda", 1, "wall_time")
+    args = build_parser().parse_args(["compare", "--dataset", "digits", "--workers", "2"])
+    plan = compare.check_args(args)
+    assert (plan.target, plan.workers, plan.clock) == ("cpu", 2, "cpu_time")
+
+
+def test_target_check_asks_the_command_s_gpu_check():
+    from fastopt import runs
+
+    assert runs.check_target("cpu") == "cpu"
+    assert runs.check_target("cuda", gpu=lambda: None) == "cuda"
+    with pytest.raises(ValueError, match="not available to this command .*compare, compare "
+                                         "--textbook, sensitivity.*--target cpu"):
+        runs.check_target("cuda")
+    with pytest.raises(ValueError, match="no usable GPU here: no driver. Use --target cpu"):
+        runs.check_target("cuda", gpu=lambda: 'no driver; use target="cpu"')

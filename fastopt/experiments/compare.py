@@ -104,6 +104,12 @@ class Plan(NamedTuple):
     schedule: str  # None, or a fastopt.schedules.from_string spec
     workers: int = 1  # processes that train the runs (parallel.py)
     slice_seconds: float = SLICE_SECONDS  # one run's turn in the round robin
+    target: str = "cpu"  # where the runs train: "cpu" or "cuda" (--target)
+
+    @property
+    def clock(self):
+        """The history column that times training (verdict, summary, figures): CLOCKS."""
+        return CLOCKS[self.target]
 
 
 # ---------------------------------------------------------------------------------------
@@ -197,7 +203,7 @@ outputs: histories/<optimizer>_b<batch>_s<seed>.csv, summary.csv, verdict.txt,
 
 def check_args(args):
     """Check every argument before any work (loads the data set); returns a Plan."""
-    runs.check_common_arguments(args)
+    runs.check_common_arguments(args, gpu=training.gpu_missing)
     configs = training.configs_from_text(args.optimizers)
     batch_sizes = training.parse_sizes("--batch-sizes", args.batch_sizes, "batch sizes")
     if len(set(batch_sizes)) != len(batch_sizes):
@@ -224,10 +230,19 @@ def check_args(args):
               else TARGET_ACCURACY.get(args.dataset, 0.9))
     seeds = [args.seed + i for i in range(args.seeds)]
     n_runs = len(configs) * len(batch_sizes) * len(seeds)
-    workers = (min(threads.available_cores(), n_runs) if args.workers is None
-               else runs.check_count("--workers", args.workers))
+    if args.workers is not None:
+        runs.check_count("--workers", args.workers)
+    if args.target == "cuda" and args.workers not in (None, 1):
+        raise ValueError(f"--workers {args.workers}: with --target cuda the runs train in "
+                         "one process on the one GPU (timed in wall seconds); drop --workers "
+                         "or pass --workers 1")
+    if args.target == "cuda":
+        workers = 1
+    else:
+        workers = (min(threads.available_cores(), n_runs) if args.workers is None
+                   else args.workers)
     return Plan(data, configs, batch_sizes, hidden, seeds, seconds, args.epochs, args.evals,
-                target, schedule, min(workers, n_runs))
+                target, schedule, min(workers, n_runs), target=args.target)
 
 
 # ---------------------------------------------------------------------------------------
@@ -258,8 +273,14 @@ def groups(plan, results):
     return out
 
 
-#: the history column that times training: CPU seconds on one thread (threads.single_thread)
+#: the history column that times training on the CPU: CPU seconds on one thread
+#: (threads.single_thread)
 CLOCK = "cpu_time"
+#: the history column that times training, per --target (Plan.clock): on the GPU
+#: wall seconds (each chunk ends with a device sync; the host's CPU time is not the work)
+CLOCKS = {"cpu": CLOCK, "cuda": "wall_time"}
+#: Plan.clock -> the clock of fastopt.train.Training
+TRAINING_CLOCK = {"cpu_time": "cpu", "wall_time": "wall"}
 
 
 def decide(plan, results):
@@ -267,7 +288,7 @@ def decide(plan, results):
     return verdict.decide(
         {contestant(plan, config.label, batch): [verdict.crossing(r.history,
                                                                   plan.target_accuracy,
-                                                                  CLOCK)
+                                                                  plan.clock)
                                                  for r in group]
          for config, batch, group in groups(plan, results)}, plan.target_accuracy)
 
@@ -293,7 +314,8 @@ def _numbers(plan, config, batch, group):
     mean = training.mean_or_nan
     finals = [training.chance(plan.data) if r.diverged
               else r.history.records[-1]["test_accuracy"] for r in group]
-    reached = [verdict.crossing(r.history, plan.target_accuracy, CLOCK) for r in group]
+    clock = plan.clock
+    reached = [verdict.crossing(r.history, plan.target_accuracy, clock) for r in group]
     reached = [c for c in reached if c is not None]
     last = [r.history.records[-1] for r in group]
     cpu = [x.get("cpu_time", math.nan) for x in last]
@@ -313,11 +335,11 @@ def _numbers(plan, config, batch, group):
         target_accuracy=plan.target_accuracy, reached_target=len(reached),
         seconds_to_target=mean([c.seconds for c in reached]),
         steps_to_target=mean([c.steps for c in reached]),
-        train_seconds=mean([x[CLOCK] for x in last]),
+        train_seconds=mean([x[clock] for x in last]),
         steps=mean([x["step"] for x in last]),
         epochs=mean([x["epoch"] for x in last]),
-        samples_per_s=mean([x["epoch"] * plan.data.n_train / x[CLOCK] for x in last
-                            if x[CLOCK] > 0]),
+        samples_per_s=mean([x["epoch"] * plan.data.n_train / x[clock] for x in last
+                            if x[clock] > 0]),
         compile_seconds=mean([r.history.compile_time for r in group]),
         eval_seconds=mean([r.history.eval_time for r in group]),
         target_resolution=max((c.resolution for c in reached), default=float("nan")),
@@ -402,11 +424,17 @@ def _legend_label(config, group, schedule=None):
     return label
 
 
-# the four panels, in the order of Figure.axes: (x column, y column, title)
-_PANELS = [(CLOCK, "test_loss", "test loss vs training time"),
+# the four panels, in the order of Figure.axes: (x column, y column, title); "time": the
+# plan's time column
+_PANELS = [("time", "test_loss", "test loss vs training time"),
           ("step", "test_loss", "test loss vs steps"),
-          (CLOCK, "test_accuracy", "test accuracy vs training time"),
+          ("time", "test_accuracy", "test accuracy vs training time"),
           ("step", "test_accuracy", "test accuracy vs steps")]
+#: the x label of the time panels, per time column
+_TIME_LABELS = {
+    "cpu_time": "training time (CPU s on one thread; evaluation and compilation not counted)",
+    "wall_time": "training time (wall s on the GPU, each chunk up to its device sync; "
+                 "evaluation and compilation not counted)"}
 
 
 def plot_comparison(plan, results, batch_size, title=None, machine=None):
@@ -420,7 +448,8 @@ def plot_comparison(plan, results, batch_size, title=None, machine=None):
 
     fig = Figure(figsize=(13.5, 9.0), layout="constrained")
     axes = fig.subplots(2, 2).ravel()
-    panels = [(ax, xcol, ycol) for ax, (xcol, ycol, _) in zip(axes, _PANELS)]
+    panels = [(ax, plan.clock if xcol == "time" else xcol, ycol)
+              for ax, (xcol, ycol, _) in zip(axes, _PANELS)]
     ranges = _Ranges()
     for i, config in enumerate(plan.configs):
         group = [r for r in results if r.label == config.label and r.batch_size == batch_size]
@@ -473,8 +502,7 @@ def _draw_optimizer(panels, i, config, group, schedule, ranges):
 def _setup_panel(ax, xcol, ycol, target, ranges):
     """Grid, labels and scales of one panel, once its curves are drawn."""
     ax.grid(True, which="both", alpha=0.3)
-    ax.set_xlabel("training time (CPU s on one thread; evaluation and compilation not "
-                  "counted)" if xcol == CLOCK else "step (mini-batch updates)")
+    ax.set_xlabel(_TIME_LABELS.get(xcol, "step (mini-batch updates)"))
     ax.set_xlim(left=0)
     if ycol == "test_loss":
         _loss_scale(ax, ranges.loss_high * 1.25)
@@ -522,6 +550,7 @@ def _resolved(plan):
         "batch_sizes": plan.batch_sizes, "seeds": plan.seeds,
         "seconds": plan.seconds, "epochs": plan.epochs,
         "target_accuracy": plan.target_accuracy, "schedule": plan.schedule,
+        "target": plan.target, "time_column": plan.clock, "workers": plan.workers,
         "data": {"name": plan.data.name, "train": plan.data.n_train,
                  "test": plan.data.n_test},
         "evaluations": (f"{plan.evals} evenly spaced" if plan.evals is not None else
@@ -541,6 +570,8 @@ def _run(args, plan, out):
           + f", taking turns of {plan.slice_seconds:g} s", flush=True)
     mode = runs.progress_mode(args.no_progress)
     meter = load.LoadMeter()
+    if plan.target == "cuda":  # one process, timed in wall seconds: no thread policy
+        return _train(args, plan, out, histories, meter, mode)
     with threads.single_thread():  # training's CPU time is then its work (CLOCK)
         return _train(args, plan, out, histories, meter, mode)
 
@@ -587,13 +618,13 @@ def _jobs(plan, out, bar=None):
 
 def _runner(plan, job):
     """The Runner of one job (compiles or loads the kernels, evaluates the untrained
-    network); its training time is CPU time (CLOCK)."""
+    network) on plan.target; its training time is plan.clock."""
     batch, c, seed, every = job
     when = (dict(eval_every=every) if every is not None
             else dict(eval_at=training.LogSpacedEvaluations(plan.target_accuracy)))
     return training.Runner(plan.data, plan.hidden, plan.configs[c], batch, seed,
                            schedule=plan.schedule, seconds=plan.seconds, epochs=plan.epochs,
-                           clock="cpu", **when)
+                           clock=TRAINING_CLOCK[plan.clock], target=plan.target, **when)
 
 
 def start_runners(plan, out, mode):
@@ -664,7 +695,7 @@ def _interval(plan, batch, bar):
     if plan.epochs is not None:
         return eval_every(plan, batch)
     per_step, compile_s = training.seconds_per_step(plan.data, plan.hidden, plan.configs[0],
-                                                    batch, plan.seeds[0])
+                                                    batch, plan.seeds[0], target=plan.target)
     every = eval_every(plan, batch, per_step)
     (print if bar is None else bar.write)(
         f"batch {batch}: {1e3 * per_step:.3g} ms per step measured (after {compile_s:.1f} s "
@@ -678,7 +709,9 @@ def interleave(plan, runners, histories, meter, mode):
     is written when its run ends. Returns the number of rounds."""
     def done():
         if plan.epochs is None:
-            return int(1e3 * sum(min(r.training.cpu_time, plan.seconds) for r in runners))
+            spent = "cpu_time" if plan.clock == "cpu_time" else "train_time"  # Training's
+            return int(1e3 * sum(min(getattr(r.training, spent), plan.seconds)
+                                 for r in runners))
         return sum(r.training.steps for r in runners)
 
     if plan.epochs is None:  # in milliseconds: whole units, fine enough for the time left

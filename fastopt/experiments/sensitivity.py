@@ -47,6 +47,7 @@ class Plan(NamedTuple):
     steps: int  # None with --seconds
     seconds: float  # None with --steps
     schedule: str
+    target: str = "cpu"  # where the runs train: "cpu" or "cuda" (--target)
 
 
 class Point(NamedTuple):
@@ -131,7 +132,7 @@ outputs: sensitivity.csv, sensitivity.png, settings.json""")
 
 def check_args(args):
     """Check every argument before any work (loads the data set); returns a Plan."""
-    runs.check_common_arguments(args)
+    runs.check_common_arguments(args, gpu=training.gpu_missing)
     why = "the learning rate comes from the grid (--lr-min, --lr-max, --points)"
     configs = training.configs_from_text(args.optimizers, forbidden={"lr": why})
     lr_min = runs.check_positive("--lr-min", args.lr_min)
@@ -162,7 +163,7 @@ def check_args(args):
                          f"of {args.dataset}, got {args.batch_size}")
     seeds = [args.seed + i for i in range(args.seeds)]
     return Plan(data, configs, lrs, args.batch_size, hidden, seeds, steps, seconds,
-                args.schedule)
+                args.schedule, args.target)
 
 
 # ---------------------------------------------------------------------------------------
@@ -175,7 +176,8 @@ def run_point(plan, config, lr, seed):
     eval_every = plan.steps if plan.steps is not None else 10**12  # start and end only
     result = training.train_run(plan.data, plan.hidden, at, plan.batch_size, seed,
                                 schedule=plan.schedule, seconds=plan.seconds,
-                                max_steps=plan.steps, eval_every=eval_every)
+                                max_steps=plan.steps, eval_every=eval_every,
+                                target=plan.target)
     last = result.history.records[-1]
     if result.diverged:
         loss, acc = float("nan"), training.chance(plan.data)

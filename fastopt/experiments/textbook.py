@@ -112,7 +112,7 @@ def check_args(args):
     if not args.textbook:
         raise ValueError("--iterations applies to --textbook only; a comparison's budget is "
                          "--seconds or --epochs")
-    runs.check_common_arguments(args)
+    runs.check_common_arguments(args, gpu=training.gpu_missing)
     defaults = getattr(args, "_textbook_defaults", {})
     for flag, dest in FIXED_OPTIONS:
         if getattr(args, dest, None) != defaults.get(dest):

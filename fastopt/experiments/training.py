@@ -163,12 +163,22 @@ def chance(data):
 # training
 
 
-def build(data, hidden, config, seed, schedule=None):
-    """A fresh ReLU MLP (He-normal weights from ``seed``) and its optimizer."""
+def gpu_missing():
+    """None if ``--target cuda`` can train here (a GPU, or Numba's simulator with
+    NUMBA_ENABLE_CUDASIM=1), else what is missing (``fastopt.kernels.cuda``'s check, the
+    one ``nn.MLP(target="cuda")`` raises with); ``runs.check_target``'s ``gpu``."""
+    from ..kernels import cuda as gpu
+
+    return gpu.why_unavailable()
+
+
+def build(data, hidden, config, seed, schedule=None, target="cpu"):
+    """A fresh ReLU MLP (He-normal weights from ``seed``, the same on either target) and
+    its optimizer; ``target`` "cpu" or "cuda" (parameters and state on the GPU)."""
     from .. import nn, optim
 
     model = nn.MLP(network(data, hidden), activation="relu", init="he_normal", seed=seed,
-                   dtype=data.dtype.name)
+                   dtype=data.dtype.name, target=target)
     kwargs = dict(config.kwargs)
     if schedule is not None:
         kwargs["lr"] = make_schedule(schedule, config.lr)
@@ -176,14 +186,15 @@ def build(data, hidden, config, seed, schedule=None):
 
 
 def train_run(data, hidden, config, batch_size, seed, schedule=None, seconds=None,
-              epochs=None, max_steps=None, eval_every=None, eval_at=None, clock="wall"):
-    """Train one MLP; a Run. Divergence is recorded in the Run, never raised: the training
+              epochs=None, max_steps=None, eval_every=None, eval_at=None, clock="wall",
+              target="cpu"):
+    """Train one MLP (on ``target``, "cpu" or "cuda"); a Run. Divergence is recorded in the Run, never raised: the training
     loss became NaN or infinite (``TrainingDiverged``), or the final test loss is not
     finite or more than DIVERGED_FACTOR times the untrained network's (blown-up weights
     whose loss stays finite, e.g. when the ReLUs die)."""
     runner = Runner(data, hidden, config, batch_size, seed, schedule=schedule,
                     seconds=seconds, epochs=epochs, max_steps=max_steps,
-                    eval_every=eval_every, eval_at=eval_at, clock=clock)
+                    eval_every=eval_every, eval_at=eval_at, clock=clock, target=target)
     runner.advance()
     return runner.result
 
@@ -195,12 +206,13 @@ class Runner:
     ``partial()`` a Run of what it did so far."""
 
     def __init__(self, data, hidden, config, batch_size, seed, schedule=None, seconds=None,
-                 epochs=None, max_steps=None, eval_every=None, eval_at=None, clock="wall"):
+                 epochs=None, max_steps=None, eval_every=None, eval_at=None, clock="wall",
+                 target="cpu"):
         from .. import train
 
         self.config, self.batch_size, self.seed = config, batch_size, seed
         self.result = None
-        model, opt = build(data, hidden, config, seed, schedule)
+        model, opt = build(data, hidden, config, seed, schedule, target)
         with np.errstate(all="ignore"):  # the warm-up steps may overflow too
             self.training = train.Training(
                 model, opt, data, batch_size=batch_size, epochs=epochs, max_steps=max_steps,
@@ -317,14 +329,14 @@ def blown_up(history):
     return ""
 
 
-def seconds_per_step(data, hidden, config, batch_size, seed, steps=40):
-    """Training seconds per step of ``config`` at ``batch_size``, measured on a short run
-    (evaluated on 64 test samples only); also compiles the kernels. Returns
+def seconds_per_step(data, hidden, config, batch_size, seed, steps=40, target="cpu"):
+    """Training seconds per step of ``config`` at ``batch_size`` on ``target``, measured on
+    a short run (evaluated on 64 test samples only); also compiles the kernels. Returns
     (seconds per step, compile seconds)."""
     from .. import train
 
     small = (data.X_train, data.y_train, data.X_test[:64], data.y_test[:64])
-    model, opt = build(data, hidden, config, seed)
+    model, opt = build(data, hidden, config, seed, target=target)
     with np.errstate(all="ignore"):
         try:
             history = train.fit(model, opt, small, batch_size=batch_size, max_steps=steps,
