@@ -227,3 +227,10 @@ CONVERGENCE_BATCH_GRID = tier([128], CONVERGENCE_BATCHES, [32])
 INSTRUCTION_OPTIMIZERS = tier(OPTIMIZERS, OPTIMIZERS, ["sgd", "adam"])
 INSTRUCTION_TRAIN_OPTIMIZERS = tier(["sgd", "adam"], ["sgd", "adam"], ["sgd"])
 INSTRUCTION_REPEATS = tier([3], [3], [1])[0]
+
+# torch, when installed, imported here once: asv's forkserver (asv.conf.json) imports the
+# suite once and forks a process per benchmark, so that the torch rows do not each pay for
+# `import torch` (2-3 s on 2 cores, twice per row: asv's two rounds). Loaded but unused it
+# does not change fastopt's steps (Adam, N = 1e6: the same median with and without it).
+if importlib.util.find_spec("torch") is not None:
+    import torch  # noqa: E402, F401
