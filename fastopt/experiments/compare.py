@@ -185,8 +185,8 @@ outputs: histories/<optimizer>_b<batch>_s<seed>.csv, summary.csv, verdict.txt,
                         "each costs ~0.03 s on MNIST)")
     p.add_argument("--workers", type=int, default=None,
                    help="processes that train the runs, one thread each (default: one per "
-                        "core this process may use, at most one per run; 1: all in this "
-                        "process)")
+                        "physical core this process may use, at most one per run; 1: all in "
+                        "this process)")
     p.add_argument("--schedule", default=None, metavar="SPEC",
                    help="learning-rate schedule for every optimizer, see below (default: "
                         "constant lr)")
@@ -239,7 +239,7 @@ def check_args(args):
     if args.target == "cuda":
         workers = 1
     else:
-        workers = (min(threads.available_cores(), n_runs) if args.workers is None
+        workers = (min(threads.physical_cores(), n_runs) if args.workers is None
                    else args.workers)
     return Plan(data, configs, batch_sizes, hidden, seeds, seconds, args.epochs, args.evals,
                 target, schedule, min(workers, n_runs), target=args.target)
