@@ -68,6 +68,14 @@ def check_sizes(sizes, option="sizes"):
     return result
 
 
+def _cython():
+    """(usable, note): the Cython backend, built on first use (fastopt.kernels.cython)."""
+    from ..kernels import cython
+
+    ok, why = cython.available()
+    return ok, [] if ok else [f"no cython rows: {why}"]
+
+
 def _update_notes(torch_peers, torch):
     if torch_peers and torch is None:
         return ["torch is not installed: torch.optim rows skipped (pip install torch==2.13.0)"]
@@ -77,10 +85,16 @@ def _update_notes(torch_peers, torch):
     return []
 
 
-def _update_peers(name, p, g, torch, numpy_peer):
+def _update_peers(name, p, g, torch, numpy_peer, cython_peer=False):
     """(fastopt's optimizer, {label: step}): fastopt on ``p`` and each peer on a copy."""
     opt, step = definitions.fastopt_step(name, p, g)
     fns = {"fastopt": step}
+    if cython_peer:  # the same optimizer on the Cython kernels (backend="cython")
+        from .. import optim
+
+        cy_opt = optim.OPTIMIZERS[name](p.copy(), backend="cython",
+                                        **definitions.bench_hyper(name))
+        fns["cython"] = lambda: cy_opt.step(g)
     if numpy_peer:
         fns["numpy"] = definitions.numpy_step(name, p.copy(), g)
     if torch is not None and name in definitions.TORCH_NAMES:
@@ -107,13 +121,15 @@ def _update_rows(name, n, dtype, opt, times):
 
 
 def bench_update(optimizers=None, sizes=definitions.UPDATE_SIZES, dtype="float32", rounds=7,
-                 torch_peers=True, numpy_peer=True, progress=True, seed=0):
+                 torch_peers=True, numpy_peer=True, progress=True, seed=0, cython_peer=True):
     """(rows, notes): one row per optimizer, N and implementation: seconds per step,
-    GB/s, ratio (peer time / fastopt time)."""
+    GB/s, ratio (peer time / fastopt time). ``cython_peer``: a "cython" row (the same
+    optimizer with backend="cython") where that backend can be built, else a note."""
     names = optimizer_names(optimizers)
     sizes = check_sizes(sizes)
     dtype = np.dtype(dtype)
     torch = _torch() if torch_peers else None
+    cython_peer, cython_notes = _cython() if cython_peer else (False, [])
     axpy = _axpy_kernel()
     rng = np.random.default_rng(seed)
     rows = []
@@ -121,13 +137,13 @@ def bench_update(optimizers=None, sizes=definitions.UPDATE_SIZES, dtype="float32
     for n, name in runs.Progress(jobs, desc="bench update", unit="cases", mode=progress):
         p = rng.standard_normal(n).astype(dtype)
         g = (rng.standard_normal(n) * 1e-3).astype(dtype)
-        opt, fns = _update_peers(name, p, g, torch, numpy_peer)
+        opt, fns = _update_peers(name, p, g, torch, numpy_peer, cython_peer)
         if name == names[0]:
             y = p.copy()
             a = dtype.type(1e-3)
             fns["axpy (reference)"] = lambda y=y, g=g, a=a: axpy(y, g, a)
         rows += _update_rows(name, n, dtype, opt, interleaved(fns, n, rounds))
-    return rows, _update_notes(torch_peers, torch)
+    return rows, _update_notes(torch_peers, torch) + cython_notes
 
 
 def bench_crossover(names=("sgd", "adam"), sizes=None, dtype="float32", rounds=9, seed=0,

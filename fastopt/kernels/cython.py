@@ -12,8 +12,9 @@ the cache never holds a partial file.
 
 Compiler flags: ``-O3 -march=native`` (Numba compiles for the host CPU too),
 ``-fno-fast-math -ffp-contract=off`` (gcc's default for GNU C is to contract a*b + c into an
-FMA; config.FASTMATH has no "contract", so neither may the C compiler) and ``-fopenmp`` for
-the ``prange`` loops. config.FASTMATH still has "arcp" and "afn", with which LLVM rewrites
+FMA; config.FASTMATH has no "contract", so neither may the C compiler),
+``-fno-trapping-math -fno-math-errno`` (no value changes: gcc may then compute both sides
+of a branch and call no sqrtf for errno, and so vectorise, as LLVM does) and ``-fopenmp`` for the ``prange`` loops. config.FASTMATH still has "arcp" and "afn", with which LLVM rewrites
 some divisions (by a loop-invariant value, by a divisor used twice, float32 by a square
 root: the x86 reciprocal-square-root estimate); the generator writes those divisions the
 way LLVM does (``fastopt.kernels.cygen``, ``_Func.divide``), so the element-wise kernels are
@@ -49,7 +50,8 @@ from .. import config, threads
 from . import cygen
 
 #: compiler flags of the generated module (part of the cache key)
-CFLAGS = ("-O3", "-march=native", "-fno-fast-math", "-ffp-contract=off", "-fopenmp",
+CFLAGS = ("-O3", "-march=native", "-fno-fast-math", "-ffp-contract=off", "-fno-trapping-math",
+          "-fno-math-errno", "-fopenmp",
           "-Wno-unused-function", "-Wno-unreachable-code")
 LDFLAGS = ("-fopenmp",)
 
