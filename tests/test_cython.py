@@ -194,3 +194,53 @@ def test_generated_source_is_typed_per_dtype():
         for sfx in ("f32", "f64"):
             for kind in ("serial", "parallel"):
                 assert f"def {name}_{sfx}_{kind}(" in src
+
+
+def test_build_renames_into_place(tmp_path, monkeypatch):
+    """Builds happen in a folder of their own and are renamed into the cache: two at once
+    both succeed, the cache holds one complete module and no leftovers (the compiler is
+    replaced by a stand-in that writes a file slowly)."""
+    import threading
+    import time
+
+    def fake_compile(pyx, tmp):
+        out = tmp / "lib" / "built.so"
+        out.parent.mkdir()
+        with open(out, "wb") as fh:
+            for _ in range(5):
+                fh.write(b"x" * 1000)
+                time.sleep(0.01)
+        return out
+
+    monkeypatch.setattr(cy, "check_toolchain", lambda: None)
+    monkeypatch.setattr(cy, "_compile", fake_compile)
+    target = tmp_path / "key" / "mod.so"
+    errors = []
+
+    def build():
+        try:
+            cy.build(target)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=build) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors
+    assert target.read_bytes() == b"x" * 5000
+    assert sorted(p.name for p in target.parent.iterdir()) == ["mod.pyx", "mod.so"]
+    assert target.with_suffix(".pyx").read_text() == cy.source()
+
+
+def test_compiler_failure_is_reported(tmp_path, monkeypatch):
+    def broken(pyx, tmp):
+        raise RuntimeError("gcc: error: unrecognized option")
+
+    monkeypatch.setattr(cy, "check_toolchain", lambda: None)
+    monkeypatch.setattr(cy, "_compile", broken)
+    with pytest.raises(cy.BackendUnavailable, match="unrecognized option"):
+        cy.build(tmp_path / "k" / "mod.so")
+    assert not (tmp_path / "k" / "mod.so").exists()
+    assert list((tmp_path / "k").iterdir()) == []  # no partial build left

@@ -164,9 +164,9 @@ def build(target=None):
             raise
         except Exception as exc:  # compiler errors: say what failed, with its message
             raise BackendUnavailable(
-                f"building the Cython kernels failed ({type(exc).__name__}: {exc}); the "
-                f"generated source is {pyx} while this message is raised, and "
-                f"fastopt.kernels.cygen.generate() gives it again") from exc
+                f"building the Cython kernels failed ({type(exc).__name__}: {exc}); "
+                "fastopt.kernels.cygen.generate() gives the generated source, and the "
+                "compiler flags are fastopt.kernels.cython.CFLAGS") from exc
         # the source beside the module, for reading; then the module, renamed atomically
         os.replace(pyx, target.with_suffix(".pyx"))
         os.replace(so, target)
