@@ -292,3 +292,17 @@ def test_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["False", "False", "False"]
+
+
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_optimizer_deep_copies_and_pickles(name):
+    """fit's warm-up deep-copies the optimizer; checkpoints of whole objects pickle it."""
+    import copy
+    import pickle
+
+    p = np.linspace(-1, 1, 7).astype(np.float32)
+    opt = optim.OPTIMIZERS[name](p)
+    opt.step(np.full(7, 0.5, np.float32))
+    for twin in (copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
+        assert twin.steps == opt.steps and twin.backend == opt.backend
+        assert twin.param_groups[0]["params"][0] is not p

@@ -187,7 +187,6 @@ class Optimizer:
                              "by the CUDA kernels: leave backend at its default, 'numba'")
         # the host kernels: fastopt.kernels.cpu (Numba) or fastopt.kernels.cython, same bits
         self.backend = backend
-        self._kernels = gpu if self.device else (cy if backend == "cython" else cpu)
         _checks.no_overlap(self._params)
         # views, no copies
         self._flat = [gpu.flat(p) if self.device else p.reshape(-1) for p in self._params]
@@ -306,6 +305,12 @@ class Optimizer:
                                     f"{key!r}: add one to its _hyper_checks")
                 group[key] = check(key, group[key])
         self._check_combination(group)
+
+    @property
+    def _kernels(self):
+        """The kernel module of this optimizer's arrays (a property, not an attribute: a
+        module cannot be pickled, and fit's warm-up deep-copies the optimizer)."""
+        return gpu if self.device else (cy if self.backend == "cython" else cpu)
 
     def _check_scalar_names(self):
         """The host side must fill exactly the names the rule reads (``UpdateRule.hyper`` and
