@@ -14,7 +14,10 @@ Compiler flags: ``-O3 -march=native`` (Numba compiles for the host CPU too),
 ``-fno-fast-math -ffp-contract=off`` (gcc's default for GNU C is to contract a*b + c into an
 FMA; config.FASTMATH has no "contract", so neither may the C compiler),
 ``-fno-trapping-math -fno-math-errno`` (no value changes: gcc may then compute both sides
-of a branch and call no sqrtf for errno, and so vectorise, as LLVM does) and ``-fopenmp`` for the ``prange`` loops. config.FASTMATH still has "arcp" and "afn", with which LLVM rewrites
+of a branch and call no sqrtf for errno, and so vectorise, as LLVM does), unswitching
+limits raised so that gcc 12 makes a copy of each loop per combination of the flags (0 or 1,
+the same for every element) - without it Adam's loop with two state arrays stays scalar,
+2-5x slower than Numba's - and ``-fopenmp`` for the ``prange`` loops. config.FASTMATH still has "arcp" and "afn", with which LLVM rewrites
 some divisions (by a loop-invariant value, by a divisor used twice, float32 by a square
 root: the x86 reciprocal-square-root estimate); the generator writes those divisions the
 way LLVM does (``fastopt.kernels.cygen``, ``_Func.divide``), so the element-wise kernels are
@@ -51,7 +54,8 @@ from . import cygen
 
 #: compiler flags of the generated module (part of the cache key)
 CFLAGS = ("-O3", "-march=native", "-fno-fast-math", "-ffp-contract=off", "-fno-trapping-math",
-          "-fno-math-errno", "-fopenmp",
+          "-fno-math-errno", "--param=max-unswitch-insns=1000", "--param=max-unswitch-level=4",
+          "-fopenmp",
           "-Wno-unused-function", "-Wno-unreachable-code")
 LDFLAGS = ("-fopenmp",)
 
