@@ -234,3 +234,7 @@ INSTRUCTION_REPEATS = tier([3], [3], [1])[0]
 # does not change fastopt's steps (Adam, N = 1e6: the same median with and without it).
 if importlib.util.find_spec("torch") is not None:
     import torch  # noqa: E402, F401
+
+#: MNIST convergence (60,000 images, 1,500 steps a run: the slowest setup_cache of the suite)
+#: for SGD and Adam by default, every optimizer under FASTOPT_ASV_FULL
+MNIST_OPTIMIZERS = tier(["sgd", "adam"], OPTIMIZERS, ["sgd", "adam"])

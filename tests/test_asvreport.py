@@ -362,7 +362,7 @@ def _grids(env):
             "smoke=c.SMOKE, full=c.FULL, step=[c.STEP_OPTIMIZERS, c.STEP_SIZES, c.STEP_DTYPES], "
             "peer=c.PEER_SIZES, cuda=c.CUDA_SIZES, torch=c.TORCH_STEP_OPTIMIZERS, "
             "fused=c.TORCH_FUSED_OPTIMIZERS, mlp=c.MLP_BATCHES, mlp_cuda=c.MLP_CUDA_BATCHES, "
-            "conv=[c.CONVERGENCE_OPTIMIZERS, c.CONVERGENCE_BATCH_GRID], "
+            "conv=[c.CONVERGENCE_OPTIMIZERS, c.CONVERGENCE_BATCH_GRID], mnist=c.MNIST_OPTIMIZERS, "
             "mnist_steps=c.CONVERGENCE['mnist']['max_steps'], "
             "instr=[c.INSTRUCTION_OPTIMIZERS, c.INSTRUCTION_TRAIN_OPTIMIZERS])))")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -386,6 +386,7 @@ def test_default_full_and_smoke_grids():
     # the default: every optimizer, fewer sizes, float32, peers at both ends
     assert default["step"] == [everything, [1000, 100000, 1000000], ["float32"]]
     assert default["peer"] == [1000, 1000000] and default["conv"] == [everything, [128]]
+    assert default["mnist"] == ["sgd", "adam"] and full["mnist"] == everything
     assert default["instr"] == full["instr"] == [everything, ["sgd", "adam"]]
     for grids in (default, full, smoke):
         assert set(grids["peer"]) <= set(grids["step"][1])  # every peer beside fastopt
