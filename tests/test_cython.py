@@ -244,3 +244,22 @@ def test_compiler_failure_is_reported(tmp_path, monkeypatch):
         cy.build(tmp_path / "k" / "mod.so")
     assert not (tmp_path / "k" / "mod.so").exists()
     assert list((tmp_path / "k").iterdir()) == []  # no partial build left
+
+
+def test_cython_optimizer_copies_and_pickles(backend):
+    """fit's warm-up deep-copies the optimizer: a copy keeps its backend and its bits."""
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(1)
+    p = rng.standard_normal(101)
+    g = rng.standard_normal(101)
+    opt = optim.Adam(p, backend="cython", amsgrad=True)
+    opt.step(g)
+    for twin in (copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
+        assert twin.backend == "cython"
+        twin.step(g)
+        ref = copy.deepcopy(opt)
+        ref.step(g)
+        np.testing.assert_array_equal(bits(twin.param_groups[0]["params"][0]),
+                                      bits(ref.param_groups[0]["params"][0]))
