@@ -85,13 +85,20 @@ def source():
 
 
 def _cpu_model():
+    """The CPU's model and instruction-set flags (-march=native code runs on that CPU only,
+    and the float32 rsqrt estimate may differ between models)."""
+    found = {}
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith(("model name", "flags")):
-                return line
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key = line.split(":")[0].strip()
+                if key in ("model name", "flags") and key not in found:
+                    found[key] = line
+                if len(found) == 2:
+                    break
     except OSError:
         pass
-    return platform.processor()
+    return "".join(found.values()) or platform.processor()
 
 
 @functools.cache
