@@ -134,7 +134,7 @@ def test_log_spaced_from_the_first_step_and_fine_near_the_target():
         return 1.0 - 0.9 * (1 + s) ** -0.6
 
     steps = evaluation_steps(acc)
-    assert steps[:8] == [0, 1, 2, 3, 5, 8, 12, 18]
+    assert steps[:8] == [0, 1, 2, 4, 8, 16, 32, 64]
     ratios = [b / a for a, b in zip(steps[1:], steps[2:])]
     assert all(r <= 2.0 for r in ratios) and min(ratios) < 1.06
     cross = next(s for s in steps if acc(s) >= 0.97)

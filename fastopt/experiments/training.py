@@ -288,7 +288,7 @@ class LogSpacedEvaluations:
     records only (never the clock), so a run's evaluation steps are reproducible.
     """
 
-    def __init__(self, target, ratio=1.5, fine=1.05, near=1.25, closer=1.2, approach=2.0):
+    def __init__(self, target, ratio=2.0, fine=1.05, near=1.25, closer=1.2, approach=2.0):
         self.target, self.ratio, self.fine, self.near = target, ratio, fine, near
         self.closer, self.approach = closer, approach
         self.last = None  # (step, error) of the evaluation before
