@@ -245,7 +245,7 @@ def test_defaults_and_help(capsys):
     assert args.dataset == "mnist" and args.batch_sizes == "128"
     assert args.optimizers == "sgd,momentum,nesterov,adagrad,rmsprop,adam,adamw"
     assert args.hidden == "100,100,100,100" and args.seeds == 3 and args.seconds is None
-    assert args.evals is None and compare.DEFAULT_SECONDS == 2.0
+    assert args.evals is None and args.epochs is None and compare.DEFAULT_EPOCHS == 3
     configs = training.configs_from_text(args.optimizers)
     kwargs = {c.label: c.kwargs for c in configs}
     assert kwargs["momentum"] == {"momentum": 0.9, "lr": 0.02}
@@ -254,7 +254,7 @@ def test_defaults_and_help(capsys):
     assert compare.TARGET_ACCURACY == {"mnist": 0.97, "digits": 0.95}
     code, stdout, _ = cli(["compare", "--help"], capsys)
     assert code == 0
-    for words in ("under 90 s", "adam:lr=3e-4", "summary.csv", "verdict.txt", "--schedule",
+    for words in ("about 90 s", "adam:lr=3e-4", "summary.csv", "verdict.txt", "--schedule",
                   "cosine:decay_steps", "round robin", "separable", "log-spaced"):
         assert words in stdout
 

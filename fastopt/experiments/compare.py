@@ -18,7 +18,7 @@ the figures. The runs' numbers in steps do not depend on the interleaving (each 
 its own seeds).
 
 Evaluations of the full test set come at log-spaced steps from the first
-(``training.LogSpacedEvaluations``: x1.5, x1.05 near the target), so the early phase is
+(``training.LogSpacedEvaluations``: x2, x1.2 on the approach, x1.05 near the target), so the early phase is
 drawn and the seconds and steps to the target accuracy, interpolated between the two
 evaluations around the crossing (``verdict.crossing``), are known to about 5%;
 ``--evals N`` spaces N evaluations evenly instead. The verdict (``verdict.decide``): who
@@ -46,7 +46,9 @@ from .. import runs, threads
 from . import load, parallel, plots, textbook, training, verdict
 from .training import OPTIMIZERS
 
-DEFAULT_SECONDS = 4.0
+#: the default budget: every run trains the same steps, so which runs reach the target, and
+#: in how many steps, is the same on a quiet and on a busy machine
+DEFAULT_EPOCHS = 3
 DEFAULT_SEEDS = 3
 #: training seconds of one run's turn in the round robin
 SLICE_SECONDS = 0.15
@@ -128,20 +130,25 @@ def add_parser(sub):
                     "and test accuracy versus training wall time and versus steps.",
         epilog=f"""\
 time: with the defaults (mnist, {len(training.DEFAULT_OPTIMIZERS.split(','))} optimizers, \
-batch 128, {DEFAULT_SECONDS:g} s of training per run,
-  {DEFAULT_SEEDS} seeds: 21 runs) the command takes under 90 s on 2 cores once Numba's kernel
-  cache is warm (measured: 78 s, load average 0.9-1.7, other processes 0.01 cores):
-  {DEFAULT_SECONDS:g} s of training + ~1.3 s of evaluation (20-30 log-spaced evaluations of \
-the 10,000
-  test images) per run, plus ~10 s to start, load MNIST, build the runs and draw. The
-  first run on a machine also compiles the kernels (about a minute more).
-  Total: about (seconds + 1.3) x optimizers x batch sizes x seeds + 10 s.
+batch 128, {DEFAULT_EPOCHS} epochs (1,407 steps) per run,
+  {DEFAULT_SEEDS} seeds: 21 runs, 2 workers on 2 cores) the command takes about 90 s once
+  Numba's kernel cache is warm (measured on a quiet machine: 90 s; 91-95 s in
+  two other runs). Each run
+  costs ~4.3 s of training (3.1 ms per step on one thread) + ~2.5 s of evaluation (~23
+  log-spaced evaluations of the 10,000 test images, ~0.11 s each on one thread); the
+  workers share the runs; plus ~15 s to start the workers, load MNIST in each, build the
+  runs and draw. The first run on a machine also compiles the kernels (about a minute
+  more). Total: about 7 s x runs / workers + 15 s.
 
-fairness: the runs advance in turn, {SLICE_SECONDS:g} s of training each, round robin, so \
-background
-  load slows all of them alike; the load average, the cores other processes used and the
-  CPU seconds training got per wall second are printed and written to summary.csv, and a
-  busy machine is named on stdout and on the figures.
+fairness: every run trains on one thread and is timed in that thread's CPU seconds (the
+  history's cpu_time; wall_time beside it), which a neighbour on the other cores inflates
+  little, and its steps are bitwise those of a quiet run; the runs are dealt to --workers
+  processes (one per physical core), and within each they take turns of \
+{SLICE_SECONDS:g} s of
+  training, round robin. The load average, the cores other processes used and the CPU
+  seconds training got per wall second are printed and written to summary.csv, and a busy
+  machine is named on stdout and on the figures. With --target cuda the runs train in one
+  process on the GPU, timed in wall seconds.
 
 verdict: who reaches --target-accuracy first by training time and by steps (interpolated
   between log-spaced evaluations, to about 5%), each other's margin (ratio and difference
@@ -172,16 +179,17 @@ outputs: histories/<optimizer>_b<batch>_s<seed>.csv, summary.csv, verdict.txt,
                    help=f"hidden layer widths (default {training.DEFAULT_HIDDEN})")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--seconds", type=float, default=None,
-                        help=f"training seconds per run, evaluation and compilation not "
-                             f"counted (default {DEFAULT_SECONDS:g})")
+                        help="training CPU seconds per run (one thread), evaluation and "
+                             "compilation not counted, instead of --epochs")
     budget.add_argument("--epochs", type=int, default=None,
-                        help="passes over the training set per run, instead of --seconds")
+                        help=f"passes over the training set per run (default "
+                             f"{DEFAULT_EPOCHS})")
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
                    help=f"runs per optimizer and batch size, seeds --seed, --seed+1, ... "
                         f"(default {DEFAULT_SEEDS}; plots show the min..max band)")
     p.add_argument("--evals", type=int, default=None,
                    help="evaluations of the test set per run, evenly spaced (default: "
-                        "log-spaced from the first step, x1.5, x1.05 near the target; "
+                        "log-spaced from the first step, x2, x1.05 near the target; "
                         "each costs ~0.03 s on MNIST)")
     p.add_argument("--workers", type=int, default=None,
                    help="processes that train the runs, one thread each (default: one per "
@@ -209,12 +217,14 @@ def check_args(args):
     if len(set(batch_sizes)) != len(batch_sizes):
         raise ValueError(f"--batch-sizes lists a size twice: {args.batch_sizes!r}")
     hidden = training.parse_sizes("--hidden", args.hidden, "layer widths")
-    if args.epochs is not None:
-        runs.check_count("--epochs", args.epochs)
+    epochs = args.epochs
+    if args.seconds is None and epochs is None:
+        epochs = DEFAULT_EPOCHS
+    if epochs is not None:
+        runs.check_count("--epochs", epochs)
         seconds = None
     else:
-        seconds = runs.check_positive("--seconds", DEFAULT_SECONDS if args.seconds is None
-                                      else args.seconds)
+        seconds = runs.check_positive("--seconds", args.seconds)
     runs.check_count("--seeds", args.seeds)
     if args.evals is not None:
         runs.check_count("--evals", args.evals)
@@ -241,7 +251,7 @@ def check_args(args):
     else:
         workers = (min(threads.physical_cores(), n_runs) if args.workers is None
                    else args.workers)
-    return Plan(data, configs, batch_sizes, hidden, seeds, seconds, args.epochs, args.evals,
+    return Plan(data, configs, batch_sizes, hidden, seeds, seconds, epochs, args.evals,
                 target, schedule, min(workers, n_runs), target=args.target)
 
 
@@ -554,7 +564,7 @@ def _resolved(plan):
         "data": {"name": plan.data.name, "train": plan.data.n_train,
                  "test": plan.data.n_test},
         "evaluations": (f"{plan.evals} evenly spaced" if plan.evals is not None else
-                        "log-spaced from step 1: x1.5, x1.05 near the target"),
+                        "log-spaced from step 1: x2, x1.2 on the approach, x1.05 near the target"),
         "interleaved": f"round robin, {plan.slice_seconds:g} s of training per turn",
     }
 
@@ -654,28 +664,29 @@ def _worker_runner(args, job):
 
 def _train_in_workers(args, plan, out, histories, meter, mode):
     """The runs on plan.workers processes (fastopt.experiments.parallel); the Runs in plan
-    order. Progress in training CPU milliseconds (--seconds) or in finished runs."""
+    order. Progress in training CPU milliseconds (--seconds) or in steps (--epochs)."""
     with threads.single_thread():  # --evals measures the seconds per step like a worker
         jobs = list(enumerate(_jobs(plan, out)))
     n = len(jobs)
     by_time = plan.epochs is None
-    total, unit = ((round(1e3 * plan.seconds * n), "ms of training") if by_time
-                   else (n, "runs"))
+    if by_time:
+        total, unit = round(1e3 * plan.seconds * n), "ms of training"
+    else:
+        total = sum(plan.epochs * math.ceil(plan.data.n_train / job[0]) for _, job in jobs)
+        unit = "steps"
     bar = runs.Progress(total=total, desc=f"compare ({plan.workers} workers)", unit=unit,
                         mode=mode)
-    done_ms, got = {}, {}
+    done, got = {}, {}
 
     def on_message(kind, key, value):
         meter.sample()
-        if kind == "progress" and by_time:
-            done_ms[key] = value
-            bar.update(min(total, sum(done_ms.values())) - bar.n)
+        if kind == "progress":
+            done[key] = value[0] if by_time else value[1]
+            bar.update(min(total, sum(done.values())) - bar.n)
         elif kind == "result":
             got[key] = value
             _write_history(value, histories)
             bar.set_postfix_str(f"{value.label} b{value.batch_size} s{value.seed} ended")
-            if not by_time:
-                bar.update(1)
 
     print(f"compare: {plan.workers} worker processes, one thread each", flush=True)
     try:
@@ -762,11 +773,15 @@ def _report(args, plan, out, results, machine):
     print(summary_table(rows, plan.target_accuracy))
     print()
     print(f"load: {machine.text()}")
-    if machine.busy:
+    if machine.busy and plan.clock == "cpu_time":
         print("note: the machine was busy while the runs trained. Training is timed in CPU "
               "seconds on one thread, which a neighbour inflates little (shared caches and "
               "memory bandwidth), and the steps are bitwise those of a quiet run; the "
               "command took longer in wall time")
+    elif machine.busy:
+        print("note: the machine was busy while the runs trained: the host waits for the "
+              "GPU in wall seconds, which the load can lengthen (the turns spread it over "
+              "all runs alike; steps are not affected)")
     print()
     print("verdict: " + "\n".join(said))
 

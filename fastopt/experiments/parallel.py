@@ -11,7 +11,8 @@ A worker is a fresh Python process (``spawn``: no copy of the parent's threads o
 state); it loads the data set itself from the command's arguments, builds its runs (the
 kernels come from Numba's cache) and sends back, through one queue:
 
-``("progress", worker, cpu_ms)``        training CPU milliseconds the worker has done so far
+``("progress", worker, (cpu_ms, steps))`` training CPU milliseconds and steps the worker has
+                                        done so far (sent after every turn)
 ``("result", index, Run)``              a run that ended (its place in the comparison)
 ``("done", worker, None)``              the worker has nothing more to send
 ``("error", worker, text)``             the worker failed (its traceback)
@@ -102,7 +103,8 @@ def _worker(k, args, share, build, outbox, turn_seconds):
     runners, sent = {}, set()
 
     def send_ended(runner, _round=None):
-        outbox.put(("progress", k, _cpu_ms(runners.values())))
+        outbox.put(("progress", k, (_cpu_ms(runners.values()),
+                                    sum(r.training.steps for r in runners.values()))))
         for index, r in runners.items():
             if r.result is not None and index not in sent:
                 sent.add(index)
