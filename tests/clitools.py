@@ -18,3 +18,15 @@ def cli(argv, capsys):
 def read_csv(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def progress_every_update(monkeypatch):
+    """Make runs.Progress write its line at every update instead of every ~10 s (the
+    commands' progress without a terminal, tested without waiting)."""
+    from fastopt import runs
+
+    class Often(runs.Progress):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "every": 0.0})
+
+    monkeypatch.setattr(runs, "Progress", Often)

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 
 from fastopt.experiments import weight_init as wi  # noqa: E402
 from fastopt.train import COLUMNS, History  # noqa: E402
-from tests.clitools import cli  # noqa: E402
+from tests.clitools import cli, progress_every_update  # noqa: E402
 
 STATS_COLUMNS = ["activation", "weight_init", "layer", "mean", "std", "min", "max",
                  "fraction_zero", "fraction_saturated"]
@@ -213,13 +213,7 @@ def test_ctrl_c_during_training_keeps_the_histograms(tmp_path, capsys, monkeypat
 @pytest.mark.slow
 def test_training_progress_lines_without_a_terminal(tmp_path, capsys, monkeypatch):
     """stdout not a terminal: a line every ~10 s per training run (here every update)."""
-    from fastopt import runs
-
-    class Often(runs.Progress):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **{**kwargs, "every": 0.0})
-
-    monkeypatch.setattr(runs, "Progress", Often)
+    progress_every_update(monkeypatch)
     argv = [a for a in TINY if a != "--no-progress"]
     code, stdout, _ = cli(["init", *argv, "--activations", "relu", "--train-inits", "he",
                            "--steps", "300", "--out", str(tmp_path / "run")], capsys)

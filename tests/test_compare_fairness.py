@@ -6,10 +6,9 @@ import pytest
 
 matplotlib.use("Agg")
 
-from fastopt import runs  # noqa: E402
 from fastopt.experiments import compare, load, training  # noqa: E402
 from fastopt.train import History  # noqa: E402
-from tests.clitools import cli  # noqa: E402
+from tests.clitools import cli, progress_every_update  # noqa: E402
 
 
 def untimed(history):
@@ -39,11 +38,7 @@ def test_interleaved_comparison_equals_one_run_after_another(tmp_path):
 
 @pytest.mark.slow
 def test_progress_lines_without_a_terminal(tmp_path, capsys, monkeypatch):
-    class Often(runs.Progress):  # a line at every update instead of every ~10 s
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **{**kwargs, "every": 0.0})
-
-    monkeypatch.setattr(runs, "Progress", Often)
+    progress_every_update(monkeypatch)
     code, stdout, _ = cli(["compare", "--dataset", "digits", "--optimizers", "sgd,adam",
                            "--hidden", "16", "--seconds", "1", "--seeds", "1",
                            "--workers", "1", "--out", str(tmp_path / "run")], capsys)
@@ -107,11 +102,7 @@ def test_jobs_are_dealt_round_robin():
 
 @pytest.mark.slow
 def test_progress_lines_with_workers(tmp_path, capsys, monkeypatch):
-    class Often(runs.Progress):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **{**kwargs, "every": 0.0})
-
-    monkeypatch.setattr(runs, "Progress", Often)
+    progress_every_update(monkeypatch)
     code, stdout, _ = cli(["compare", "--dataset", "digits", "--optimizers", "sgd,adam",
                            "--hidden", "16", "--seconds", "1", "--seeds", "1",
                            "--workers", "2", "--out", str(tmp_path / "run")], capsys)
