@@ -169,15 +169,16 @@ def float_arrays(name, arrays, *, writeable):
 
 
 def count(name, value, *, low=1, optional=False):
-    """An integer (a Python int, not a bool) >= ``low``; None passes when ``optional``.
-    ValueError naming the argument otherwise, for a wrong type as for a wrong value."""
+    """An integer (Python or NumPy, not a bool) >= ``low``, returned as int; None passes
+    when ``optional``. ValueError naming the argument otherwise, for a wrong type (2.0
+    included: never rounded) as for a wrong value."""
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    if is_bool(value) or not isinstance(value, numbers.Integral) or value < low:
         what = "a positive integer" if low == 1 else f"an integer >= {low}"
         raise ValueError(f"{name} must be {what}{' or None' if optional else ''}, "
                          f"got {value!r}")
-    return value
+    return int(value)
 
 
 def integer(name, value, *, optional=False):

@@ -396,9 +396,9 @@ def _check_limits(model, n, batch_size, epochs, max_steps, time_budget, eval_eve
     if not 1 <= batch_size <= n:
         raise ValueError(f"batch_size must be between 1 and the number of training samples "
                          f"({n}), got {batch_size}")
-    for name, value in (("epochs", epochs), ("max_steps", max_steps),
-                        ("eval_every", eval_every)):
-        _checks.count(name, value, optional=True)
+    epochs, max_steps, eval_every = (_checks.count(name, value, optional=True) for name, value
+                                     in (("epochs", epochs), ("max_steps", max_steps),
+                                         ("eval_every", eval_every)))
     if time_budget is not None:
         time_budget = _checks.real("time_budget", time_budget, low=0.0, low_open=True)
     if epochs is None and max_steps is None and time_budget is None:

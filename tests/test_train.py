@@ -192,3 +192,21 @@ def test_fit_with_batch_norm_on_digits():
     assert h["test_accuracy"][-1] >= 0.93
     with pytest.raises(ValueError, match="drop_last"):
         train.fit(m, o, data, batch_size=1436, epochs=1, progress=False)  # 1437 = 1436 + 1
+
+
+def test_integer_arguments_of_any_integer_type_and_never_rounded():
+    from fastopt import datasets, nn, optim, train
+
+    data = datasets.load("digits")
+    model = nn.MLP([64, 8, 10], seed=0)
+    opt = optim.SGD(model.params, lr=0.1)
+    history = train.fit(model, opt, data, batch_size=np.int32(256), epochs=np.int64(1),
+                        eval_every=np.int16(3), progress=False)
+    assert history.records[-1]["step"] == 6 and [r["step"] for r in history.records] == [
+        0, 3, 6]
+    before = model.params.copy()
+    for name, value in (("epochs", 2.0), ("max_steps", np.float64(3)), ("epochs", True),
+                        ("eval_every", np.bool_(True))):
+        with pytest.raises(ValueError, match=name):
+            train.fit(model, opt, data, progress=False, **{name: value})
+    assert model.params.tobytes() == before.tobytes() and opt.steps == 6
