@@ -15,7 +15,11 @@ import numpy as np
 import pytest
 
 from fastopt import datasets
+from fastopt.kernels import cuda as gpu
 from tests.clitools import cli
+
+pytestmark = pytest.mark.skipif(gpu.why_unavailable() is not None,
+                                reason="needs NUMBA_ENABLE_CUDASIM=1 or a CUDA GPU")
 
 ARGS = ["compare", "--dataset", "digits", "--hidden", "8", "--optimizers", "sgd,adam",
         "--seeds", "1", "--epochs", "1", "--batch-sizes", "8", "--evals", "2", "--no-progress"]
