@@ -375,8 +375,9 @@ def test_ctrl_c_keeps_the_histories_so_far_and_their_summary(tmp_path, capsys, m
     for name in names:
         h = History.from_csv(out / "histories" / name)
         assert h.stopped == "interrupted" and h.records[-1]["step"] > 0
-        # one or two turns of 0.15 s of training CPU time (the wall time grows with the load)
-        assert 0.1 < h.records[-1]["cpu_time"] < 1.0
+        # its last evaluation lies within its first turn or two of 0.15 s of training CPU
+        # time (the clock the turns count; the wall time grows with the load)
+        assert 0 < h.records[-1]["cpu_time"] < 0.5
     rows = read_csv(out / "summary.csv")
     assert [r["optimizer"] for r in rows] == ["sgd", "adam"]
 
