@@ -222,41 +222,47 @@ def _run_chunk(losses, grads, ws, batch, params, data, order, net, plan):
     parameters, sizes) with the related arrays grouped in tuples (unpacked at compile
     time: same machine code as separate arguments):
 
-    losses (k,), grads, ws (the workspace), batch = (xb, yb) row buffers of the largest
-    batch: outputs. data = (X, y), the training set; order = (starts, index): batch k is
-    X[index[starts[k]:starts[k+1]]]. params; net: the network description. plan = (s0,
-    s1, s2, hypers, flags): the optimizer's state slots and the step scalars of
+    losses (k,), grads, ws (the workspace), batch = (xb, yb, yb2) row buffers of the
+    largest batch (yb2: yb's memory as rows x columns): outputs. data = (X, y2), the
+    training set (y2: y as rows x columns); order = (starts, index): batch k is
+    X[index[starts[k]:starts[k+1]]]. params; net: the network description. plan =
+    (address, used, s0, s1, s2, hypers, flags): the update kernel's entry point and slot
+    mask (``cpu.update_entry``), the optimizer's state slots and the step scalars of
     ``Optimizer.plan_steps``, step k using hypers[k], flags[k].
 
     Returns the number of updates applied: a non-finite loss stops the loop before its
-    update (losses[k] holds it)."""
-    xb, yb = batch
-    X, y = data
+    update (losses[k] holds it). The rows are copied element by element: a row slice
+    assignment would compile Numba's shape-mismatch message formatting (3.6 s)."""
+    xb, yb, yb2 = batch
+    X, y2 = data
     starts, index = order
-    s0, s1, s2, hypers, flags = plan
+    address, used, s0, s1, s2, hypers, flags = plan
+    f = X.shape[1]
+    c = y2.shape[1]
     for k in range(starts.size - 1):
         lo, hi = starts[k], starts[k + 1]
         nb = hi - lo
-        xk = xb[:nb]
-        yk = yb[:nb]
         for r in range(nb):
-            xk[r, :] = X[index[lo + r], :]
-            yk[r] = y[index[lo + r]]
-        value = loss_and_grad(grads, ws, params, xk, yk, net)
+            src = index[lo + r]
+            for j in range(f):
+                xb[r, j] = X[src, j]
+            for j in range(c):
+                yb2[r, j] = y2[src, j]
+        value = loss_and_grad(grads, ws, params, xb[:nb], yb[:nb], net)
         losses[k] = value
         if not math.isfinite(value):
             return k
-        update(params, grads, s0, s1, s2, hypers[k], flags[k])
+        cpu.call_update(address, used, params, grads, s0, s1, s2, hypers[k], flags[k])
     return starts.size - 1
 
 
 @functools.cache
-def _chunk_kernel(loss, activation, rule_name):
-    """The compiled chunk loop for one loss and update rule (serial update: see
-    fastopt.nn.mlp._train_step_kernel)."""
-    return variant(_run_chunk, f"run_chunk_{loss}_{activation}_{rule_name}",
-                   loss_and_grad=K.loss_and_grad_kernel(loss, activation),
-                   update=cpu.update_kernels(rule_name)[0])
+def _chunk_kernel(loss, activation, bn=False, mask=False):
+    """The compiled chunk loop for one loss, activation and network kind, shared by every
+    update rule (``cpu.call_update``; the serial update: see
+    fastopt.nn.mlp.MLP.train_step)."""
+    return variant(_run_chunk, f"run_chunk_{loss}_{K._suffix(activation, bn, mask)}",
+                   loss_and_grad=K.loss_and_grad_kernel(loss, activation, bn, mask))
 
 
 def _run_compiled(model, optimizer, X, y, batch, raise_plan_error=True):
@@ -276,11 +282,15 @@ def _run_compiled(model, optimizer, X, y, batch, raise_plan_error=True):
         ws = model._workspace(nb)
         xb = np.empty((nb, X.shape[1]), dtype=model.dtype)
         yb = np.empty((nb,) + y.shape[1:], dtype=y.dtype)
-        kernel = _chunk_kernel(model.loss, model.activation, plan.rule)
+        hypers, flags = plan.hypers[0], plan.flags[0]
+        address, used, slots = cpu.update_entry(plan.rule, model.params, model.grads,
+                                                plan.slots[0], hypers[0], flags[0])
+        kernel = _chunk_kernel(model.loss, model.activation, *K.variant_key(net))
         done = threads.run_training(
             ("fit", model.sizes, nb, model.dtype.char, plan.rule), len(batch), kernel, losses,
-            model.grads, ws, (xb, yb), model.params, (X, y), (starts, index), net,
-            (*plan.slots[0], plan.hypers[0], plan.flags[0]))
+            model.grads, ws, (xb, yb, yb.reshape(nb, -1)), model.params,
+            (X, y.reshape(len(y), -1)), (starts, index), net,
+            (address, used, *slots, hypers, flags))
         optimizer.commit_steps(plan, done)
     if plan.error is not None and done == plan.count and raise_plan_error:
         raise plan.error

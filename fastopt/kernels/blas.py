@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit, types
 
 from .. import config
+from .jit import jit
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
@@ -120,7 +121,15 @@ def _numba_gemm(c, a, b, trans_a, trans_b):
         np.dot(a, b, c)
 
 
-@njit(inline="always", **config.CPU_JIT)
+@jit
+def runtime(flag):
+    """``flag`` typed as a run-time value: ``gemm(..., True, False)`` with literal flags
+    would compile a gemm for every combination of them (0.5 s each in a new process).
+    (``return flag`` would keep the literal type: a comparison's result has none.)"""
+    return flag != 0
+
+
+@jit
 def gemm(c, a, b, trans_a, trans_b):
     """c = op(a) @ op(b), overwriting c; op transposes when trans_* is true.
 

@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit
 
 from .. import config
-from ..kernels.blas import gemm
+from ..kernels.blas import gemm, runtime
 from ..kernels.jit import jit, variant
 
 IDENTITY, RELU, LEAKY_RELU, TANH, SIGMOID, GELU = range(6)
@@ -89,9 +89,18 @@ def act_derivative(z, a, kind, c):
     return one
 
 
-@njit(inline="always", **JIT)
-def act_forward_pass(z, a, mask, b, kind, use_mask, add_bias):
+# The element-wise loops around the matrix products, compiled once per activation
+# (``act_pass_kernel(activation)`` etc.: KIND bound per variant, so the loop body is
+# branch-free) and called, not inlined, by the network kernels: Numba inlines an
+# ``inline="always"`` function by copying and retyping its IR at every call site, which
+# made the network kernels' cold compile several seconds longer (issue 17).
+
+KIND = IDENTITY  # bound per variant: the activation
+
+
+def _act_forward_pass(z, a, mask, b, use_mask, add_bias):
     """z += b (if add_bias); a = act(z) (* mask)."""
+    kind = KIND  # a local: Numba's inliner does not take a global as an argument
     c = _consts(z)
     n, f = z.shape
     for i in range(n):
@@ -106,9 +115,9 @@ def act_forward_pass(z, a, mask, b, kind, use_mask, add_bias):
             a[i, j] = aij
 
 
-@njit(inline="always", **JIT)
-def act_backward(dz, z, a, mask, kind, use_mask):
+def _act_backward(dz, z, a, mask, use_mask):
     """In place: dz holds dLoss/da on entry and dLoss/dz on return; a = act(z) (* mask)."""
+    kind = KIND
     c = _consts(dz)
     n, f = dz.shape
     for i in range(n):
@@ -123,21 +132,27 @@ def act_backward(dz, z, a, mask, kind, use_mask):
             dz[i, j] = d * act_derivative(zij, aij, kind, c)
 
 
+@functools.cache
+def act_pass_kernel(activation):
+    """act_pass(z, a, mask, b, use_mask, add_bias) for one activation."""
+    return variant(_act_forward_pass, f"act_forward_pass_{activation}",
+                   KIND=ACTIVATIONS[activation])
+
+
+@functools.cache
+def act_backward_kernel(activation):
+    """act_backward(dz, z, a, mask, use_mask) for one activation."""
+    return variant(_act_backward, f"act_backward_{activation}", KIND=ACTIVATIONS[activation])
+
+
 # ---------------------------------------------------------------------------------------
 # layers
-
-
-@njit(inline="always", **JIT)
-def linear_act_forward(z, a, mask, inp, W, b, kind, use_mask):
-    """z = inp @ W + b; a = act(z) (* mask). a may alias nothing else."""
-    gemm(z, inp, W, False, False)
-    act_forward_pass(z, a, mask, b, kind, use_mask, True)
 
 
 @jit
 def linear_forward(z, inp, W, b):
     """z = inp @ W + b (the output layer: logits)."""
-    gemm(z, inp, W, False, False)
+    gemm(z, inp, W, runtime(False), runtime(False))
     n, fo = z.shape
     for i in range(n):
         for j in range(fo):
@@ -147,14 +162,14 @@ def linear_forward(z, inp, W, b):
 @jit
 def linear_backward(dinp, dW, db, dz, inp, W, need_dinp):
     """dW = inp^T dz, db = column sums of dz, dinp = dz W^T (if needed)."""
-    gemm(dW, inp, dz, True, False)
+    gemm(dW, inp, dz, runtime(True), runtime(False))
     n, fo = dz.shape
     db[:] = 0
     for i in range(n):
         for j in range(fo):
             db[j] += dz[i, j]
     if need_dinp:
-        gemm(dinp, dz, W, False, True)
+        gemm(dinp, dz, W, runtime(False), runtime(True))
 
 
 # ---------------------------------------------------------------------------------------
@@ -341,16 +356,20 @@ def batchnorm_backward(dz, dgamma, dbeta, xhat, inv_std, gamma):
 #     (each split at the total hidden width H)
 
 #
-# The activation is the global KIND, bound per compiled variant (forward_kernel etc.).
+# Bound per compiled variant (forward_kernel etc.): the activation's loops act_pass /
+# act_back, and HAS_BN / USE_MASK, compile-time constants, so a network without batch
+# norm or dropout compiles neither (Numba drops a branch on a constant before typing it).
+# net's use_mask and bn_mode must agree with them (``variant_key(net)``).
 
-KIND = IDENTITY
+HAS_BN = USE_MASK = False
+act_pass = act_back = None
 
 
 def _mlp_forward(ws, params, X, net):
     """Forward pass of all layers; returns the logits view (the last layer's Z)."""
-    kind = KIND  # a local: Numba's inliner does not take a global as an argument
     Z, A, D, M, XH, stats, running = ws
-    sizes, layout, use_mask, bn_mode, bn_eps, bn_momentum = net
+    sizes, layout, _, bn_mode, bn_eps, bn_momentum = net
+    use_mask = USE_MASK
     n = X.shape[0]
     n_layers = sizes.size - 1
     hidden = running.size // 2
@@ -369,8 +388,9 @@ def _mlp_forward(ws, params, X, net):
             return z
         a = A[off:off + n * fo].reshape((n, fo))
         mask = M[off:off + n * fo].reshape((n, fo)) if use_mask else a
-        if bn_mode == BN_OFF:
-            linear_act_forward(z, a, mask, inp, W, b, kind, use_mask)
+        if not HAS_BN:
+            gemm(z, inp, W, runtime(False), runtime(False))
+            act_pass(z, a, mask, b, use_mask, True)
         else:
             linear_forward(z, inp, W, b)
             xhat = XH[off:off + n * fo].reshape((n, fo))
@@ -380,7 +400,7 @@ def _mlp_forward(ws, params, X, net):
                               running[hidden + s_off:hidden + s_off + fo],
                               params[g_off:g_off + fo], params[beta_off:beta_off + fo],
                               bn_mode, bn_eps, bn_momentum)
-            act_forward_pass(z, a, mask, z[0], kind, use_mask, False)
+            act_pass(z, a, mask, z[0], use_mask, False)
         inp = a
         off += n * fo
     return Z[0:0].reshape((0, 0))  # unreachable for >= 1 layer
@@ -388,9 +408,9 @@ def _mlp_forward(ws, params, X, net):
 
 def _mlp_backward(grads, ws, params, X, net):
     """Backward pass; D's last-layer slot must hold dLoss/dlogits on entry."""
-    kind = KIND  # a local: Numba's inliner does not take a global as an argument
     Z, A, D, M, XH, stats, running = ws
-    sizes, layout, use_mask, bn_mode, bn_eps, bn_momentum = net
+    sizes, layout, _, bn_mode, bn_eps, bn_momentum = net
+    use_mask = USE_MASK
     n = X.shape[0]
     n_layers = sizes.size - 1
     hidden = running.size // 2
@@ -411,8 +431,8 @@ def _mlp_backward(grads, ws, params, X, net):
         linear_backward(dprev, dW, db, dz, inp, W, True)
         zprev = Z[prev_off:off].reshape((n, fi))
         mprev = M[prev_off:off].reshape((n, fi)) if use_mask else zprev
-        act_backward(dprev, zprev, inp, mprev, kind, use_mask)
-        if bn_mode != BN_OFF:
+        act_back(dprev, zprev, inp, mprev, use_mask)
+        if HAS_BN:
             g_off, beta_off, s_off = (layout[layer - 1, 2], layout[layer - 1, 3],
                                       layout[layer - 1, 4])
             batchnorm_backward(dprev, grads[g_off:g_off + fi], grads[beta_off:beta_off + fi],
@@ -433,7 +453,7 @@ def _loss_and_grad(grads, ws, params, X, y, net):
     sizes = net[0]
     start = n * (sizes[1:].sum() - c)  # buffers may be larger than this batch needs
     dlogits = ws[2][start:start + n * c].reshape((n, c))
-    loss = loss_fn(dlogits, logits, y, True)
+    loss = loss_fn(dlogits, logits, y, runtime(True))  # the specialisation evaluate uses
     mlp_backward(grads, ws, params, X, net)
     return loss
 
@@ -442,21 +462,40 @@ LOSSES = {"cross_entropy": softmax_xent_forward_backward, "mse": mse_forward_bac
 Y_OK = {"cross_entropy": labels_ok, "mse": targets_ok}
 
 
-@functools.cache
-def forward_kernel(activation):
-    """mlp_forward(ws, params, X, net) -> logits view, for one activation."""
-    return variant(_mlp_forward, f"mlp_forward_{activation}", KIND=ACTIVATIONS[activation])
+def variant_key(net):
+    """(has batch norm, uses dropout masks) of the network description ``net``: with the
+    activation, what selects the compiled network kernels."""
+    return bool(net[3] != BN_OFF), bool(net[2])
+
+
+def _bindings(activation, bn, mask):
+    return dict(KIND=ACTIVATIONS[activation], HAS_BN=bool(bn), USE_MASK=bool(mask),
+                act_pass=act_pass_kernel(activation), act_back=act_backward_kernel(activation))
+
+
+def _suffix(activation, bn, mask):
+    return activation + ("_bn" if bn else "") + ("_mask" if mask else "")
 
 
 @functools.cache
-def backward_kernel(activation):
-    """mlp_backward(grads, ws, params, X, net), for one activation."""
-    return variant(_mlp_backward, f"mlp_backward_{activation}", KIND=ACTIVATIONS[activation])
+def forward_kernel(activation, bn=False, mask=False):
+    """mlp_forward(ws, params, X, net) -> logits view, for one activation and network
+    kind (``variant_key(net)``)."""
+    return variant(_mlp_forward, f"mlp_forward_{_suffix(activation, bn, mask)}",
+                   **_bindings(activation, bn, mask))
 
 
 @functools.cache
-def loss_and_grad_kernel(loss, activation):
-    """loss_and_grad(grads, ws, params, X, y, net) -> loss, for one loss and activation."""
-    return variant(_loss_and_grad, f"loss_and_grad_{loss}_{activation}",
-                   loss_fn=LOSSES[loss], mlp_forward=forward_kernel(activation),
-                   mlp_backward=backward_kernel(activation))
+def backward_kernel(activation, bn=False, mask=False):
+    """mlp_backward(grads, ws, params, X, net), for one activation and network kind."""
+    return variant(_mlp_backward, f"mlp_backward_{_suffix(activation, bn, mask)}",
+                   **_bindings(activation, bn, mask))
+
+
+@functools.cache
+def loss_and_grad_kernel(loss, activation, bn=False, mask=False):
+    """loss_and_grad(grads, ws, params, X, y, net) -> loss, for one loss, activation and
+    network kind."""
+    return variant(_loss_and_grad, f"loss_and_grad_{loss}_{_suffix(activation, bn, mask)}",
+                   loss_fn=LOSSES[loss], mlp_forward=forward_kernel(activation, bn, mask),
+                   mlp_backward=backward_kernel(activation, bn, mask))

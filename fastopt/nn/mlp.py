@@ -1,6 +1,5 @@
 """A multi-layer perceptron on one flat parameter buffer, trained by compiled kernels."""
 
-import functools
 import numbers
 
 import numpy as np
@@ -8,40 +7,30 @@ from .. import _checks, threads
 from .. import init as initializers
 from ..kernels import cpu
 from ..kernels import cuda as gpu
-from ..kernels.jit import variant
 from . import kernels as K
 
 LOSS_NAMES = tuple(K.LOSSES)
 
 
-# bound per variant (fastopt.kernels.jit.variant)
-loss_and_grad = update = y_ok = None
-
-
-def _train_step(grads, ws, params, X, y, net, s0, s1, s2, hyper, flags):
+def _train_step(y_ok, loss_and_grad, update, grads, ws, params, X, y, net, classes, s0, s1,
+                s2, hyper, flags):
     """(status, loss): status 0 after a step; 1 (NaN/inf in X) or 2 (bad y) before
-    anything changed."""
+    anything changed.
+
+    Four compiled calls from Python (about 8 us more than one fused kernel): a fused
+    kernel per update rule was compiled with the whole forward/backward pass inside it
+    again, about 3 s per optimizer in a new process (issue 17). The update is the serial
+    kernel on purpose: the matrix products run on OpenBLAS's threads, and handing the
+    cores over to Numba's OpenMP pool right after a GEMM costs milliseconds while both
+    pools spin (measured on 2 cores: 8.4 ms per step at batch 32 with the prange update vs
+    0.45 ms serial; see benchmarks/README.md)."""
     if not K.finite(X):
         return 1, 0.0
-    if not y_ok(y, net[0][-1]):
+    if not y_ok(y, classes):
         return 2, 0.0
     value = loss_and_grad(grads, ws, params, X, y, net)
     update(params, grads, s0, s1, s2, hyper, flags)
     return 0, value
-
-
-@functools.cache
-def _train_step_kernel(loss, activation, rule_name):
-    """forward + backward + optimizer update of one mini-batch, in one compiled call.
-
-    The update uses the serial kernel on purpose: the matrix products run on OpenBLAS's
-    threads, and handing the cores over to Numba's OpenMP pool right after a GEMM costs
-    milliseconds while both pools spin (measured on 2 cores: 8.4 ms per step at batch 32
-    with the prange update vs 0.45 ms serial; see benchmarks/README.md).
-    """
-    return variant(_train_step, f"train_step_{loss}_{activation}_{rule_name}",
-                   loss_and_grad=K.loss_and_grad_kernel(loss, activation), y_ok=K.Y_OK[loss],
-                   update=cpu.update_kernels(rule_name)[0])
 
 
 def _check_arguments(sizes, activation, dropout, batch_norm, seed, dtype, target, loss):
@@ -356,7 +345,9 @@ class MLP:
             return out
         X = self._check_X(X)
         n = X.shape[0]
-        out = K.forward_kernel(self.activation)(self._workspace(n), self.params, X, self._net(False, n))
+        net = self._net(False, n)
+        out = K.forward_kernel(self.activation, *K.variant_key(net))(self._workspace(n),
+                                                                    self.params, X, net)
         return out.copy()
 
     def loss_and_grad(self, X, y):
@@ -375,8 +366,8 @@ class MLP:
         ws = self._workspace(n)
         if self.dropout > 0:
             self._draw_masks(ws[3], n)
-        return K.loss_and_grad_kernel(self.loss, self.activation)(self.grads, ws, self.params, X,
-                                                                 y, net)
+        kernel = K.loss_and_grad_kernel(self.loss, self.activation, *K.variant_key(net))
+        return kernel(self.grads, ws, self.params, X, y, net)
 
     def evaluate(self, X, y, batch_size=4096):
         """(mean loss, accuracy) in evaluation mode; accuracy is NaN for the mse loss.
@@ -400,8 +391,9 @@ class MLP:
             if self._gpu is not None:
                 out = self._gpu.forward(xb).copy_to_host()
             else:
-                out = K.forward_kernel(self.activation)(self._workspace(nb), self.params, xb,
-                                                        self._net(False, nb))
+                net = self._net(False, nb)
+                out = K.forward_kernel(self.activation, *K.variant_key(net))(
+                    self._workspace(nb), self.params, xb, net)
             total += loss_fn(out, out, yb, False) * xb.shape[0]
             if self.loss == "cross_entropy":
                 hits += K.correct_count(out, yb)
@@ -418,7 +410,7 @@ class MLP:
     def train_step(self, X, y, optimizer):
         """Forward, backward and the optimizer update of one mini-batch; returns the loss.
 
-        One compiled call. With target="cuda": a fixed number of kernel launches that do
+        Compiled calls, Python touched once per step. With target="cuda": a fixed number of kernel launches that do
         not wait for the device, and the loss is a ``fastopt.nn.cuda.DeviceLoss`` (reading
         it, e.g. ``float(loss)``, waits; a batch rejected on the device raises then). With ``skip_nonfinite`` or ``max_grad_norm`` on the optimizer the
         update needs the gradient norm first, so the step runs as ``loss_and_grad`` followed
@@ -444,10 +436,12 @@ class MLP:
         ws = self._workspace(n)
         if self.dropout > 0:
             self._draw_masks(ws[3], n)
-        kernel = _train_step_kernel(self.loss, self.activation, plan.rule)
         status, loss = threads.run_training(
-            ("train_step", self.sizes, n, self.dtype.char, plan.rule), 1, kernel, self.grads, ws,
-            self.params, X, y, net, s0, s1, s2, plan.hypers[0][0], plan.flags[0][0])
+            ("train_step", self.sizes, n, self.dtype.char, plan.rule), 1, _train_step,
+            K.Y_OK[self.loss], K.loss_and_grad_kernel(self.loss, self.activation,
+                                                      *K.variant_key(net)),
+            cpu.update_kernels(plan.rule)[0], self.grads, ws, self.params, X, y, net,
+            self.sizes[-1], s0, s1, s2, plan.hypers[0][0], plan.flags[0][0])
         if status:  # nothing changed; the full checks say what is wrong
             self._check_X(X)
             self._check_y(y, X.shape[0])
