@@ -29,9 +29,9 @@ def _network():
     return "-".join(map(str, definitions.NETWORK))
 
 
-def _run(args, what, measure, columns, headers, title=None):
+def _run(args, what, measure, columns, headers, title=None, after=None):
     """Shared frame of the bench commands: output folder, settings.json, the table on
-    stdout, ``<what>.csv`` (and ``--csv PATH`` if given)."""
+    stdout, ``<what>.csv`` (and ``--csv PATH`` if given); then ``after(out folder)``."""
     from .. import runs, tables
 
     runs.check_common_arguments(args)
@@ -46,6 +46,8 @@ def _run(args, what, measure, columns, headers, title=None):
         for path in filter(None, [frame.out / f"{what}.csv", args.csv]):
             tables.write_csv(rows, path)
             runs.wrote(path, "one row per measurement")
+        if after is not None:
+            after(frame.out)
 
 
 def _cmd_update(args):
@@ -101,18 +103,45 @@ def _cmd_mlp(args):
 
 
 def _cmd_coldstart(args):
-    from .coldstart import bench_coldstart
+    from . import coldstart
 
-    if args.warm_runs < 1 or args.batch < 1:
-        raise ValueError("--batch and --warm-runs must be positive integers")
+    if args.warm_runs < 0 or args.batch < 1:
+        raise ValueError("--batch must be a positive integer and --warm-runs >= 0")
+    found = {}
 
     def measure(progress):
-        return bench_coldstart(batch=args.batch, warm_runs=args.warm_runs), []
+        rows, specs = coldstart.bench_coldstart(scenarios=args.scenarios, batch=args.batch,
+                                                warm_runs=args.warm_runs, progress=progress)
+        found["specs"] = specs
+        return rows, []
 
-    _run(args, "coldstart", measure, ["cache", "import_s", "first_step_s", "process_s"],
-         ["Numba cache", "import fastopt.nn s", "first train_step s", "whole process s"],
-         title=f"network {_network()}, float32, {definitions.COLD_START_OPTIMIZER}, batch "
-               f"{args.batch}: each row is a new process")
+    _run(args, "coldstart", measure,
+         ["scenario", "cache", "import_s", "first_s", "next_s", "process_s"],
+         ["first call", "Numba cache", "import s", f"{coldstart.FIRST_OPTIMIZER} s",
+          f"then {coldstart.NEXT_OPTIMIZER} s", "whole process s"],
+         title=f"network {_network()}, float32, batch {args.batch}; fit: one epoch of "
+               f"{coldstart.FIT_ROWS} rows with a test set; each row is a new process "
+               "(seconds: wall clock)", after=lambda out: _specialisations(args, found, out))
+
+
+def _specialisations(args, found, out):
+    """The coldstart command's second table and coldstart_specialisations.csv."""
+    from .. import runs, tables
+    from .coldstart import summary
+
+    specs = found.get("specs") or []
+    if not specs:
+        return
+    print("\nwhere the empty-cache runs compiled (CPU seconds of the compiling thread; "
+          "total includes what a kernel compiled inside it, own does not):")
+    print(tables.format_table(summary(specs, top=args.top),
+                              ["scenario", "phase", "depth", "name", "total_s", "self_s"],
+                              ["first call", "optimizer", "depth", "specialisation",
+                               "total s", "own s"], cell=tables.short, first_left=True,
+                              strip=False))
+    path = out / "coldstart_specialisations.csv"
+    tables.write_csv(specs, path)
+    runs.wrote(path, "one row per compiled specialisation of the empty-cache runs")
 
 
 def _cmd_gpu(args):
@@ -205,13 +234,32 @@ def _add_mlp(bsub, runs):
 
 
 def _add_coldstart(bsub, runs):
-    cold = bsub.add_parser("coldstart", help="first train_step in a new process: empty vs "
-                                             "warm Numba cache")
+    from .coldstart import SCENARIOS
+
+    cold = bsub.add_parser("coldstart", help="the first fit and train_step in a new process: "
+                                             "empty vs warm Numba cache, and where the "
+                                             "compile time goes")
     cold.add_argument("--batch", type=int, default=definitions.COLD_START_BATCH)
-    cold.add_argument("--warm-runs", type=int, default=3)
+    cold.add_argument("--warm-runs", type=int, default=2,
+                      help="processes after the empty-cache one, per scenario (default 2)")
+    cold.add_argument("--scenarios", type=_scenarios, default=list(SCENARIOS),
+                      help=f"comma-separated, of {','.join(SCENARIOS)} (default both)")
+    cold.add_argument("--top", type=int, default=12,
+                      help="specialisations listed per scenario and optimizer (default 12)")
     runs.add_common_arguments(cold, "bench-coldstart")
     cold.add_argument("--csv", default=None, help="also write the rows to this CSV file")
     cold.set_defaults(func=_cmd_coldstart)
+
+
+def _scenarios(text):
+    from .coldstart import SCENARIOS
+
+    names = _csv_list(text)
+    bad = [n for n in names if n not in SCENARIOS]
+    if bad or not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(
+            f"--scenarios takes distinct names of {', '.join(SCENARIOS)}, got {text!r}")
+    return names
 
 
 def _add_crossover(bsub, runs):
