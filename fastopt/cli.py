@@ -21,6 +21,7 @@ def build_parser():
     weight_init.add_parser(sub)
     sensitivity.add_parser(sub)
     sweep.add_parser(sub)
+    __import__("fastopt.experiments.regularize", fromlist=["_"]).add_parser(sub)  # issue 15
     return parser
 
 
