@@ -64,3 +64,17 @@ def test_penalised_training_matches_cpu_and_biases_are_not_decayed(rng):
 def test_zero_penalty_launches_no_penalty_kernel(rng):
     _, dev = pair("float32")
     assert dev._gpu.penalty is None
+
+
+def test_fit_evaluation_columns_on_the_device_match_cpu(rng):
+    """train_eval_* on a subset and val_* from validation_split, with the data on the GPU."""
+    cpu, dev = pair("float64", l2=0.1)
+    X, y = batch(rng, "float64", n=15)
+    Xt, yt = batch(rng, "float64", n=6)
+    hists = [train.fit(m, optim.SGD(m.params, lr=0.1), (X, y, Xt, yt), batch_size=4,
+                       epochs=2, validation_split=0.2, train_eval_size=5, seed=2,
+                       progress=False) for m in (cpu, dev)]
+    for col in ("train_eval_loss", "train_accuracy", "val_loss", "val_accuracy",
+                "test_loss", "test_accuracy"):
+        assert np.isfinite(hists[0][col]).all()
+        np.testing.assert_allclose(hists[1][col], hists[0][col], rtol=1e-10, atol=1e-12)
