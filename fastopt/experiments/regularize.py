@@ -114,7 +114,7 @@ def summary_row(setting, history, epochs, options, stop, seconds):
                 train_seconds=seconds)
 
 
-def plot_setting(setting, history, stop, title):
+def plot_setting(setting, history, stop, title, n_train):
     """Training and test accuracy per epoch, the gap shaded, early stopping marked."""
     from matplotlib.figure import Figure
 
@@ -122,7 +122,7 @@ def plot_setting(setting, history, stop, title):
     ax = fig.subplots()
     epoch = history["epoch"]
     tr, te = 100 * history["train_accuracy"], 100 * history["test_accuracy"]
-    ax.plot(epoch, tr, color="C0", lw=1.6, label="train (the 300 training images)")
+    ax.plot(epoch, tr, color="C0", lw=1.6, label=f"train (the {n_train} training images)")
     ax.plot(epoch, te, color="C1", lw=1.6, label="test")
     ax.fill_between(epoch, te, tr, color="C7", alpha=0.15,
                     label=f"gap, final {tr[-1] - te[-1]:.1f} points")
@@ -255,7 +255,7 @@ def _experiments(args, settings, data, out):
                 "dropout": f", rate {args.dropout:g}"}[setting]
         title = (f"{TITLES[setting]}{what}: ReLU MLP {sizes}, {data.n_train} {args.dataset} "
                  f"images, SGD lr {args.lr:g}, batch {args.batch_size}")
-        fig = plot_setting(setting, history, stop, title)
+        fig = plot_setting(setting, history, stop, title, data.n_train)
         for p in runs.save_figure(fig, out, f"regularize_{setting}", svg=args.svg):
             runs.wrote(p, f"{setting}: training and test accuracy per epoch")
     path = out / "curves.csv"
