@@ -21,7 +21,8 @@ def build_parser():
     weight_init.add_parser(sub)
     sensitivity.add_parser(sub)
     sweep.add_parser(sub)
-    __import__("fastopt.experiments.regularize", fromlist=["_"]).add_parser(sub)  # issue 15
+    from .experiments import regularize  # issue 15: the textbook's overfitting experiments
+    regularize.add_parser(sub)
     return parser
 
 
