@@ -155,3 +155,14 @@ def test_bad_penalties_refused(name, value, error):
 def test_repr_names_the_penalties():
     assert "l2=0.1" in repr(nn.MLP([3, 4, 2], l2=0.1))
     assert "l2" not in repr(nn.MLP([3, 4, 2]))
+
+
+def test_keras_regularizers_map_to_l2_twice_and_l1_as_is():
+    """Keras's regularizers.L2(x) is x * sum(W**2): nn.MLP(l2=2 * x); L1(x) is l1=x."""
+    pytest.importorskip("torch")
+    keras = pytest.importorskip("keras")
+    model = nn.MLP(SIZES, dtype="float64", seed=4, l2=2 * 0.05, l1=0.03)
+    ref = sum(float(keras.ops.convert_to_numpy(
+        keras.regularizers.L1L2(l1=0.03, l2=0.05)(keras.ops.convert_to_tensor(W))))
+        for W in model.weights)
+    assert model.penalty() == pytest.approx(ref, rel=1e-6)  # Keras computes in float32
