@@ -33,9 +33,17 @@ from .kernels.jit import variant
 from .nn import kernels as K
 
 COLUMNS = ("step", "epoch", "wall_time", "cpu_time", "train_loss", "test_loss",
-           "test_accuracy", "lr")
-#: columns that files written before they existed may lack (read as NaN)
-OPTIONAL_COLUMNS = ("cpu_time",)
+           "test_accuracy", "lr", "train_eval_loss", "train_accuracy", "val_loss",
+           "val_accuracy")
+#: columns that files written before they existed may lack (read as NaN), and that a
+#: record appended without them gets as NaN
+OPTIONAL_COLUMNS = ("cpu_time", "train_eval_loss", "train_accuracy", "val_loss",
+                    "val_accuracy")
+#: default size of the fixed evaluation subset of the training set (train_eval_size)
+TRAIN_EVAL_SIZE = 10_000
+#: what EarlyStopping and ReduceLROnPlateau can watch; accuracies improve upwards
+MONITORS = ("test_loss", "test_accuracy", "train_loss", "train_eval_loss", "train_accuracy",
+            "val_loss", "val_accuracy")
 
 
 class TrainingDiverged(FloatingPointError):
@@ -55,8 +63,12 @@ class History:
     Columns: step (updates done), epoch (fractional), wall_time (training seconds, without
     evaluation and compilation), cpu_time (the process's CPU seconds during those
     training seconds, all threads; below wall_time when the process waited for a core),
-    train_loss (mean mini-batch loss since the previous record), test_loss,
-    test_accuracy, lr (learning rate of the next step). Attributes
+    train_loss (mean mini-batch loss since the previous record, training mode: dropout
+    on), test_loss, test_accuracy, lr (learning rate of the next step), train_eval_loss
+    and train_accuracy (evaluation mode, on the fixed evaluation subset of the training
+    set: ``fit(train_eval_size=)``; NaN when it is 0), val_loss and val_accuracy (on
+    ``validation_data`` / ``validation_split``; NaN without). Losses include the model's
+    weight penalty (``nn.MLP(l2=, l1=)``), as Keras's do. Attributes
     ``compile_time`` and ``eval_time`` (seconds) and ``stopped`` (why training ended).
     """
 
@@ -67,7 +79,8 @@ class History:
         self.stopped = stopped
 
     def append(self, **record):
-        self.records.append({k: record[k] for k in COLUMNS})
+        self.records.append({k: record[k] if k not in OPTIONAL_COLUMNS
+                             else record.get(k, math.nan) for k in COLUMNS})
 
     def __len__(self):
         return len(self.records)
@@ -134,8 +147,8 @@ class EarlyStopping:
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
             raise ValueError(f"patience must be a positive integer, got {patience!r}")
         self.min_delta = _checks.real("min_delta", min_delta, low=0.0)
-        if monitor not in ("test_loss", "test_accuracy", "train_loss"):
-            raise ValueError("monitor must be 'test_loss', 'test_accuracy' or 'train_loss', "
+        if monitor not in MONITORS:
+            raise ValueError(f"monitor must be one of {', '.join(map(repr, MONITORS))}, "
                              f"got {monitor!r}")
         self.patience = patience
         self.restore_best = _checks.flag("restore_best", restore_best)
@@ -151,7 +164,7 @@ class EarlyStopping:
     def _improved(self, value):
         if self.best is None:
             return True
-        if self.monitor == "test_accuracy":
+        if self.monitor.endswith("accuracy"):
             return value > self.best + self.min_delta
         return value < self.best - self.min_delta
 
@@ -397,6 +410,62 @@ def _check_data(model, data):
     return X, y, X_test, model._check_y(y_test, X_test.shape[0], "y_test")
 
 
+def _validation(model, X, y, validation_data, validation_split):
+    """(X, y, X_val, y_val) as Keras's fit: ``validation_data`` (X_val, y_val) if given
+    (it overrides ``validation_split``), else the LAST ``validation_split`` fraction of the
+    training rows, taken before any shuffling (floor(n * (1 - split)) rows stay for
+    training); X_val, y_val None without either. Checked before anything changes."""
+    if validation_split is not None:
+        validation_split = _checks.real("validation_split", validation_split, low=0.0,
+                                        high=1.0, low_open=True, high_open=True)
+    if validation_data is not None:
+        if isinstance(validation_data, (str, bytes)) or not hasattr(validation_data,
+                                                                    "__len__"):
+            raise TypeError("validation_data must be a pair (X_val, y_val), got "
+                            f"{type(validation_data).__name__}")
+        if len(validation_data) != 2:
+            raise ValueError("validation_data must be a pair (X_val, y_val), got "
+                             f"{len(validation_data)} items")
+        X_val = model._check_X(np.asarray(validation_data[0]), "validation_data[0]")
+        y_val = model._check_y(validation_data[1], X_val.shape[0], "validation_data[1]")
+        return X, y, X_val, y_val
+    if validation_split is None:
+        return X, y, None, None
+    n = X.shape[0]
+    at = math.floor(n * (1.0 - validation_split))
+    if at == 0 or at == n:
+        raise ValueError(f"validation_split={validation_split} of {n} training samples "
+                         f"leaves {at} for training and {n - at} for validation; both need "
+                         "at least one: choose a split between 1/n and 1 - 1/n")
+    return X[:at], y[:at], X[at:], y[at:]
+
+
+def _train_eval_rows(n, size, seed):
+    """The rows of the fixed evaluation subset of n training samples: all of them in order
+    if ``size`` >= n, else ``size`` distinct rows (sorted) drawn once from a generator of
+    its own spawned from ``seed`` (the mini-batch order is not disturbed)."""
+    size = _checks.count("train_eval_size", size, low=0, optional=True)
+    size = min(n, TRAIN_EVAL_SIZE if size is None else size)
+    if size == n:
+        return np.arange(n)
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    return np.sort(rng.choice(n, size, replace=False))
+
+
+def _check_monitors(validation, train_eval, *rules):
+    """An early-stopping or plateau rule that watches a column fit will not fill."""
+    for rule in rules:
+        if rule is None:
+            continue
+        monitor = getattr(rule, "monitor", None) or rule._plateau.monitor
+        if monitor.startswith("val_") and not validation:
+            raise ValueError(f"{type(rule).__name__} monitors {monitor!r} but fit has no "
+                             "validation data: pass validation_data= or validation_split=")
+        if monitor in ("train_eval_loss", "train_accuracy") and not train_eval:
+            raise ValueError(f"{type(rule).__name__} monitors {monitor!r} but "
+                             "train_eval_size=0 turns that evaluation off")
+
+
 def _check_limits(model, n, batch_size, epochs, max_steps, time_budget, eval_every,
                   drop_last, replacement):
     """fit's integer and budget arguments for n training samples, checked before anything
@@ -527,11 +596,16 @@ class _ChunkPlanner:
 
 class _Recorder:
     """The History of a fit: one record per evaluation, with the mean training loss of
-    the steps since the previous one; evaluation time counted apart."""
+    the steps since the previous one; evaluation time counted apart.
 
-    def __init__(self, model, optimizer, X_test, y_test, steps_per_epoch):
+    ``extra``: (loss column, accuracy column, X, y) of the other evaluations (the training
+    subset, the validation set); X None: the column stays NaN; X the test set's X (the
+    same object, with the same y): the test evaluation's numbers, not computed twice."""
+
+    def __init__(self, model, optimizer, X_test, y_test, steps_per_epoch, extra=()):
         self.model, self.optimizer = model, optimizer
         self.X_test, self.y_test = X_test, y_test
+        self.extra = extra
         self.steps_per_epoch = steps_per_epoch
         self.history = History()
         self.losses = []  # training losses since the last record
@@ -542,11 +616,20 @@ class _Recorder:
     def record(self, steps, train_time, cpu_time):
         t0 = time.perf_counter()
         test_loss, test_acc = self.model.evaluate(self.X_test, self.y_test)
+        more = {}
+        for loss_col, acc_col, X, y in self.extra:
+            if X is None:
+                value = (math.nan, math.nan)
+            elif X is self.X_test and y is self.y_test:
+                value = (test_loss, test_acc)
+            else:
+                value = self.model.evaluate(X, y)
+            more[loss_col], more[acc_col] = value
         self.history.eval_time += time.perf_counter() - t0
         rec = dict(step=steps, epoch=steps / self.steps_per_epoch, wall_time=train_time,
                    cpu_time=cpu_time,
                    train_loss=float(np.mean(self.losses)) if self.losses else float("nan"),
-                   test_loss=test_loss, test_accuracy=test_acc, lr=self.optimizer.lr)
+                   test_loss=test_loss, test_accuracy=test_acc, lr=self.optimizer.lr, **more)
         self.history.append(**rec)
         self.losses.clear()
         return rec
@@ -554,7 +637,8 @@ class _Recorder:
 
 def fit(model, optimizer, data, batch_size=128, epochs=None, max_steps=None, time_budget=None,
         eval_every=None, early_stopping=None, reduce_lr=None, seed=0, progress=True,
-        drop_last=False, replacement=False):
+        drop_last=False, replacement=False, validation_data=None, validation_split=None,
+        train_eval_size=None):
     """Train ``model`` with ``optimizer`` on ``data``; returns a ``History``.
 
     Parameters
@@ -570,6 +654,19 @@ def fit(model, optimizer, data, batch_size=128, epochs=None, max_steps=None, tim
     seed : seeds the mini-batch order (the model's own generator seeds dropout)
     progress : tqdm progress bar (shown only on a terminal)
     drop_last, replacement : see ``epoch_batches``
+    validation_data : (X_val, y_val) or None, evaluated at every record into the val_loss
+        and val_accuracy columns (Keras's ``fit(validation_data=)``); overrides
+        ``validation_split``.
+    validation_split : float in (0, 1) or None: as Keras, the LAST fraction of the
+        training rows (before any shuffling) is held out as validation data and not
+        trained on; floor(n * (1 - validation_split)) rows remain for training.
+        Without a test set in ``data`` the test columns are those rows' numbers.
+        The test columns keep the test set of ``data``: existing callers see no change.
+    train_eval_size : int >= 0 or None: the training set's loss and accuracy in
+        evaluation mode (no dropout, batch norm's running statistics) on a fixed subset
+        of this many rows, the same rows at every record (drawn once with ``seed``), into
+        train_eval_loss and train_accuracy (next to the test columns, for train/test
+        gaps). Default min(n, 10000); 0 turns it off (NaN columns); all rows when >= n.
 
     With a ``target="cuda"`` model, ``data`` (host arrays) is checked and copied to the
     device once. The losses of a chunk of steps (up to the next evaluation) are read when
@@ -582,7 +679,9 @@ def fit(model, optimizer, data, batch_size=128, epochs=None, max_steps=None, tim
     training = Training(model, optimizer, data, batch_size=batch_size, epochs=epochs,
                         max_steps=max_steps, time_budget=time_budget, eval_every=eval_every,
                         early_stopping=early_stopping, reduce_lr=reduce_lr, seed=seed,
-                        progress=progress, drop_last=drop_last, replacement=replacement)
+                        progress=progress, drop_last=drop_last, replacement=replacement,
+                        validation_data=validation_data, validation_split=validation_split,
+                        train_eval_size=train_eval_size)
     training.advance()
     return training.history
 
@@ -610,7 +709,8 @@ class Training:
     def __init__(self, model, optimizer, data, batch_size=128, epochs=None, max_steps=None,
                  time_budget=None, eval_every=None, early_stopping=None, reduce_lr=None,
                  seed=0, progress=True, drop_last=False, replacement=False, eval_at=None,
-                 clock="wall"):
+                 clock="wall", validation_data=None, validation_split=None,
+                 train_eval_size=None):
         if clock not in ("wall", "cpu"):
             raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
         self._cpu_clock = clock == "cpu"
@@ -619,8 +719,15 @@ class Training:
         # "wall": the cpu_time column is the whole process's (BLAS threads work too)
         self._cpu = time.thread_time if self._cpu_clock else time.process_time
         X, y, X_test, y_test = _check_data(model, data)
+        same = X_test is X
+        X, y, X_val, y_val = _validation(model, X, y, validation_data, validation_split)
+        if same:  # no test set: the (remaining) training rows stand in for it
+            X_test, y_test = X, y
         model._check_optimizer(optimizer)
         n = X.shape[0]
+        rows = _train_eval_rows(n, train_eval_size, seed)
+        X_eval, y_eval = (X, y) if rows.size == n else (X[rows], y[rows])
+        _check_monitors(X_val is not None, rows.size > 0, early_stopping, reduce_lr)
         limits = _check_limits(model, n, batch_size, epochs, max_steps, time_budget,
                                eval_every, drop_last, replacement)
         next_eval = _eval_schedule(limits.eval_every if eval_at is None else eval_every,
@@ -629,12 +736,22 @@ class Training:
         compiled = not (model.dropout > 0 or optimizer.skip_nonfinite
                         or optimizer.max_grad_norm is not None)
         run = _run_compiled if compiled else _run_per_step
-        if model.target == "cuda":  # once: the training set, and the test set for evaluations
-            same = X_test is X
-            X, y = model._to_device(X, y)
-            X_test = X if same else model._to_device(X_test)[0]
+        if rows.size == 0:
+            X_eval = y_eval = None
+        if model.target == "cuda":  # once: the training set, and the sets for evaluations
+            copies = {}  # each host array copied once (the same X may serve twice)
+
+            def device(a):
+                if a is not None and id(a) not in copies:
+                    copies[id(a)] = model._to_device(a)[0]
+                return None if a is None else copies[id(a)]
+
+            X_test, X_eval, X_val, X = device(X_test), device(X_eval), device(X_val), device(X)
+            y = model._to_device(X, y)[1]
             run = _run_device
-        self.recorder = _Recorder(model, optimizer, X_test, y_test, limits.steps_per_epoch)
+        self.recorder = _Recorder(model, optimizer, X_test, y_test, limits.steps_per_epoch,
+                                  (("train_eval_loss", "train_accuracy", X_eval, y_eval),
+                                   ("val_loss", "val_accuracy", X_val, y_val)))
         self.recorder.history.compile_time = _warm_up(model, optimizer, X, y,
                                                       limits.batch_size, compiled)
         if early_stopping is not None:

@@ -28,9 +28,14 @@ The activation functions and their derivatives, and the per-row losses, are the 
 compiled as inline device functions: each formula is written once. Kernels are plain
 Python functions bound per variant with ``fastopt.kernels.jit.with_globals``.
 
+- ``penalty_sum`` / ``penalty_grad`` (only with ``l1`` or ``l2``): the weight penalty added
+  to the loss slot (one block, fixed tree order) and its derivative added to the weight
+  gradients (grid-stride), from ``fastopt.nn.kernels.penalty_value`` /
+  ``penalty_derivative``.
+
 One ``train_step`` launches 4L + 3 kernels for L layers (check, L forward products, loss,
 reduce, L weight-gradient products, L bias sums, L - 1 input-gradient products, update):
-23 for the 784-100x4-10 network, whatever the batch size.
+23 for the 784-100x4-10 network, whatever the batch size; 2 more with a weight penalty.
 """
 
 import functools
@@ -55,7 +60,7 @@ PLAIN, BIAS, BIAS_ACT, ACT_GRAD = range(4)
 
 # bound per compiled variant (with_globals)
 cuda = act_forward = act_derivative = consts = DT = None
-xent_row = mse_row = None
+xent_row = mse_row = penalty_value = penalty_derivative = None
 any_nonfinite = check_x = tree_sum = None
 TRANS_A = TRANS_B = False
 EPILOGUE = PLAIN
@@ -180,6 +185,34 @@ def _reduce(losses, slot, rowloss, scale):
         losses[slot] = part[0] * scale
 
 
+def _penalty_sum(losses, slot, params, ranges, l1, l2):
+    """losses[slot] += the weight penalty of params[ranges[l, 0]:ranges[l, 1]] over the
+    layers l: one block of RT threads, fixed order (grid-stride shares, then a tree)."""
+    part = cuda.shared.array(RT, DT)
+    t = cuda.threadIdx.x
+    c = consts(params)
+    acc = c[0]
+    for layer in range(ranges.shape[0]):
+        for k in range(ranges[layer, 0] + t, ranges[layer, 1], RT):
+            acc += penalty_value(params[k], l1, l2, c[2])
+    part[t] = acc
+    cuda.syncthreads()
+    tree_sum(part, t)
+    if t == 0:
+        losses[slot] = losses[slot] + part[0]
+
+
+def _penalty_grad(grads, params, ranges, l1, l2):
+    """grads[k] += d penalty / d params[k] for the weights k of every layer (grid-stride)."""
+    c = consts(params)
+    first = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    for layer in range(ranges.shape[0]):
+        lo = ranges[layer, 0]
+        for k in range(lo + first, ranges[layer, 1], stride):
+            grads[k] += penalty_derivative(params[k], l1, l2, c[0], c[1])
+
+
 def _any_nonfinite(a):
     """True if this thread's grid-stride share of the 2-D array a has a NaN or inf."""
     n, f = a.shape
@@ -255,7 +288,8 @@ def _numba_real(dtype):
 def _device_functions():
     jit = gpu._import_cuda().jit
     dev = {n: jit(device=True, inline="always")(getattr(K, n).py_func)
-           for n in ("act_forward", "act_derivative", "_consts", "xent_row", "mse_row")}
+           for n in ("act_forward", "act_derivative", "_consts", "xent_row", "mse_row",
+                     "penalty_value", "penalty_derivative")}
     dev["consts"] = dev.pop("_consts")
     dev["any_nonfinite"] = jit(device=True, inline="always")(
         with_globals(_any_nonfinite, "any_nonfinite", cuda=gpu._import_cuda()))
@@ -291,7 +325,8 @@ def simple_function(name, dtype):
     """The Python function of kernel ``name`` (not a GEMM) bound for ``dtype``."""
     fn = {"bias_grad": _bias_grad, "xent": _xent, "mse": _mse, "reduce": _reduce,
           "check_labels": _check_labels_kernel, "check_targets": _check_targets_kernel,
-          "gather_rows": _gather_rows, "gather_items": _gather_items}[name]
+          "gather_rows": _gather_rows, "gather_items": _gather_items,
+          "penalty_sum": _penalty_sum, "penalty_grad": _penalty_grad}[name]
     return _bind(fn, f"{name}_{np.dtype(dtype).name}", dtype, RT=REDUCE_THREADS,
                  BC=BIAS_COLS, BR=BIAS_ROWS)
 
@@ -322,6 +357,7 @@ def kernel_signatures(dtype, loss="cross_entropy"):
     m2 = nt.Array(real, 2, "C")
     v1 = nt.Array(real, 1, "C")
     i1 = nt.Array(nt.int64, 1, "C")
+    i2 = nt.Array(nt.int64, 2, "C")
     out = []
     for act in K.ACTIVATIONS:
         for mode in ("forward_hidden", "input_grad"):
@@ -339,6 +375,8 @@ def kernel_signatures(dtype, loss="cross_entropy"):
         "check_targets": (i1, m2, m2, nt.int64, nt.int64),
         "gather_rows": (m2, m2, i1, nt.int64),
         "gather_items": (i1, i1, i1, nt.int64),
+        "penalty_sum": (v1, nt.int64, v1, i2, real, real),
+        "penalty_grad": (v1, v1, i2, real, real),
     }
     for name, sig in simple.items():
         out.append((name, simple_function(name, dtype), sig))
@@ -405,6 +443,16 @@ class DeviceNet:
         # one-element loss buffers handed out by train_step and taken back when their
         # DeviceLoss is dropped: no allocation (cuMemAlloc/cuMemFree may wait) per step
         self.loss_pool = []
+        # the weight penalty: [start, end) of every weight matrix in params, and l1, l2
+        # in the parameter dtype (host-side casts); None when both are 0
+        self.penalty = None
+        if model.l1 or model.l2:
+            ranges = np.array([(r[0], r[0] + fi * fo) for r, (fi, fo) in
+                               zip(model._layout, zip(self.sizes[:-1], self.sizes[1:]))],
+                              dtype=np.int64)
+            self.penalty = (c.to_device(ranges), self.dtype.type(model.l1),
+                            self.dtype.type(model.l2))
+        self.n_weights = sum(fi * fo for fi, fo in zip(self.sizes[:-1], self.sizes[1:]))
 
     def take_loss_buffer(self):
         if self.loss_pool:
@@ -496,6 +544,9 @@ class DeviceNet:
             simple_kernel("mse", dt)[plan.rows](last["d"], plan.rowloss, logits, y)
             scale = dt.type(1.0 / (n * classes))
         simple_kernel("reduce", dt)[1, REDUCE_THREADS](losses, slot, plan.rowloss, scale)
+        if self.penalty is not None:  # before the update: the penalty of these parameters
+            simple_kernel("penalty_sum", dt)[1, REDUCE_THREADS](
+                losses, slot, gpu.flat(self.model.params), *self.penalty)
         act = self.activation
         for layer in range(len(plan.layers) - 1, -1, -1):
             lv = plan.layers[layer]
@@ -509,6 +560,9 @@ class DeviceNet:
                 W = pviews[layer][0]
                 gemm_kernel("input_grad", act, dt)[lv["grid_dx"], (TILE, TILE)](
                     prev["d"], lv["d"], W, self.dummy_bias, prev["z"], prev["a"])
+        if self.penalty is not None:
+            simple_kernel("penalty_grad", dt)[_grid1(self.n_weights)](
+                gpu.flat(self.model.grads), gpu.flat(self.model.params), *self.penalty)
 
     def _check(self, X, y):
         name = "check_labels" if self.loss == "cross_entropy" else "check_targets"

@@ -281,6 +281,46 @@ def correct_count(logits, labels):
 
 
 # ---------------------------------------------------------------------------------------
+# weight penalties (Keras's kernel_regularizer: weight matrices only, never biases or
+# batch norm's gamma/beta), written once per weight: the CPU loop below sums them over the
+# weight matrices in float64, the GPU (fastopt.nn.cuda) compiles the same two functions as
+# device functions.
+#
+#     penalty = 0.5 * l2 * sum(W**2) + l1 * sum(|W|)      (the textbook's L2 scaling)
+#     dpenalty/dW = l2 * W + l1 * sign(W)                  (sign(0) = 0, as torch's abs)
+
+
+@njit(inline="always", **JIT)
+def penalty_value(w, l1, l2, half):
+    """The penalty of one weight: half * l2 * w^2 + l1 * |w| (half = 0.5 in w's type)."""
+    return half * l2 * (w * w) + l1 * abs(w)
+
+
+@njit(inline="always", **JIT)
+def penalty_derivative(w, l1, l2, zero, one):
+    """d penalty_value / dw = l2 * w + l1 * sign(w), with sign(0) = 0."""
+    sign = one if w > zero else (-one if w < zero else zero)
+    return l2 * w + l1 * sign
+
+
+@jit
+def weight_penalty(grads, params, layout, sizes, l1, l2, need_grad):
+    """The penalty of all weight matrices (a float64 sum, layer by layer in memory order)
+    and, if need_grad, its derivative added to their gradients (in the parameter dtype)."""
+    t = params.dtype.type
+    tl1, tl2, zero, one = t(l1), t(l2), t(0), t(1)
+    total = 0.0
+    for layer in range(sizes.size - 1):
+        w = layout[layer, 0]
+        for k in range(w, w + sizes[layer] * sizes[layer + 1]):
+            p = params[k]
+            total += penalty_value(np.float64(p), l1, l2, 0.5)
+            if need_grad:
+                grads[k] += penalty_derivative(p, tl1, tl2, zero, one)
+    return total
+
+
+# ---------------------------------------------------------------------------------------
 # batch normalisation (torch BatchNorm1d: biased variance to normalise, unbiased running)
 
 BN_OFF, BN_TRAIN, BN_EVAL = 0, 1, 2
@@ -347,7 +387,9 @@ def batchnorm_backward(dz, dgamma, dbeta, xhat, inv_std, gamma):
 # ---------------------------------------------------------------------------------------
 # the whole network
 #
-# net = (sizes, layout, use_mask, bn_mode, bn_eps, bn_momentum)
+# net = (sizes, layout, use_mask, bn_mode, bn_eps, bn_momentum, l1, l2)
+#     l1, l2: the weight penalties (floats; 0.0 and 0.0 skip them, so the numbers are
+#     those of a network without them)
 #     layout[l] = (W offset, b offset, gamma offset, beta offset, statistics offset) in
 #     params/grads and in the per-feature statistics (-1 where a layer has no batch norm)
 # ws = (Z, A, D, M, XH, stats, running) flat buffers of the parameter dtype:
@@ -368,7 +410,7 @@ act_pass = act_back = None
 def _mlp_forward(ws, params, X, net):
     """Forward pass of all layers; returns the logits view (the last layer's Z)."""
     Z, A, D, M, XH, stats, running = ws
-    sizes, layout, _, bn_mode, bn_eps, bn_momentum = net
+    sizes, layout, _, bn_mode, bn_eps, bn_momentum, _, _ = net
     use_mask = USE_MASK
     n = X.shape[0]
     n_layers = sizes.size - 1
@@ -409,7 +451,7 @@ def _mlp_forward(ws, params, X, net):
 def _mlp_backward(grads, ws, params, X, net):
     """Backward pass; D's last-layer slot must hold dLoss/dlogits on entry."""
     Z, A, D, M, XH, stats, running = ws
-    sizes, layout, _, bn_mode, bn_eps, bn_momentum = net
+    sizes, layout, _, bn_mode, bn_eps, bn_momentum, _, _ = net
     use_mask = USE_MASK
     n = X.shape[0]
     n_layers = sizes.size - 1
@@ -455,6 +497,9 @@ def _loss_and_grad(grads, ws, params, X, y, net):
     dlogits = ws[2][start:start + n * c].reshape((n, c))
     loss = loss_fn(dlogits, logits, y, runtime(True))  # the specialisation evaluate uses
     mlp_backward(grads, ws, params, X, net)
+    l1, l2 = net[6], net[7]
+    if l1 != 0.0 or l2 != 0.0:
+        loss += weight_penalty(grads, params, net[1], sizes, l1, l2, runtime(True))
     return loss
 
 

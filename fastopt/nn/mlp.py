@@ -34,8 +34,8 @@ def _train_step(y_ok, loss_and_grad, update, grads, ws, params, X, y, net, class
 
 
 def _check_arguments(sizes, activation, dropout, batch_norm, seed, dtype, target, loss):
-    """MLP's argument checks, all before anything is built; (sizes, dropout, batch_norm,
-    dtype) normalised."""
+    """MLP's argument checks, all before anything is built (the penalties: ``_check_penalties``);
+    (sizes, dropout, batch_norm, dtype) normalised."""
     sizes = list(_checks.widths("sizes", sizes))  # 2.7 is refused, not truncated to 2
     if len(sizes) < 2:
         raise ValueError(f"sizes needs at least two entries (input and output widths), "
@@ -64,6 +64,11 @@ def _check_arguments(sizes, activation, dropout, batch_norm, seed, dtype, target
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an integer, got {seed!r}")
     return sizes, dropout, batch_norm, dtype
+
+
+def _check_penalties(l1, l2):
+    """(l1, l2) as floats: finite and >= 0 (bools and strings refused)."""
+    return (_checks.real("l1", l1, low=0.0), _checks.real("l2", l2, low=0.0))
 
 
 def _layout(sizes, batch_norm):
@@ -109,6 +114,19 @@ class MLP:
         GPU: ``model.params`` is a Numba device array; no dropout or batch norm there yet;
         without a GPU the error says what is missing)
     loss : "cross_entropy" or "mse"
+    l2, l1 : float >= 0, penalties on the weight matrices only (Keras's
+        ``kernel_regularizer``; never the biases or batch norm's gamma and beta), added to
+        the loss of ``loss_and_grad``, ``train_step`` and ``evaluate`` (as Keras adds its
+        regularisation losses to the loss it reports) and to the gradient::
+
+            penalty = 0.5 * l2 * sum(W**2) + l1 * sum(|W|)     (sum over every W)
+            grad W += l2 * W + l1 * sign(W)                     (sign(0) = 0)
+
+        The L2 scaling is the textbook's ``0.5 * lambda * sum(W**2)`` (gradient
+        ``lambda * W``, the same as torch's SGD ``weight_decay=lambda`` on the weights);
+        Keras's ``regularizers.l2(x)`` is ``x * sum(W**2)``, i.e. ``l2=2 * x`` here, and
+        its ``l1(x)`` is ``l1=x``. With both 0 (default) the numbers are exactly those of
+        a network without them.
 
     Examples
     --------
@@ -124,7 +142,8 @@ class MLP:
 
     def __init__(self, sizes, activation="relu", init="he_normal", dropout=0.0,
                  batch_norm=False, seed=0, dtype="float32", target="cpu",
-                 loss="cross_entropy"):
+                 loss="cross_entropy", l2=0.0, l1=0.0):
+        l1, l2 = _check_penalties(l1, l2)
         sizes, dropout, batch_norm, dtype = _check_arguments(
             sizes, activation, dropout, batch_norm, seed, dtype, target, loss)
         fill = initializers.get(init)
@@ -134,6 +153,8 @@ class MLP:
         self.loss = loss
         self.dropout = dropout
         self.batch_norm = batch_norm
+        self.l1 = l1
+        self.l2 = l2
         self.bn_eps = 1e-5
         self.bn_momentum = 0.1
         self.dtype = dtype
@@ -320,7 +341,16 @@ class MLP:
         else:
             bn = K.BN_EVAL
         return (self._sizes, self._layout, training and self.dropout > 0, bn,
-                self.bn_eps, self.bn_momentum)
+                self.bn_eps, self.bn_momentum, self.l1, self.l2)
+
+    def penalty(self):
+        """The weight penalty ``0.5 * l2 * sum(W**2) + l1 * sum(|W|)`` of the current
+        parameters (0.0 when l1 = l2 = 0)."""
+        if self.l1 == 0.0 and self.l2 == 0.0:
+            return 0.0
+        params = self.params.copy_to_host() if self._gpu is not None else self.params
+        return K.weight_penalty(params, params, self._layout, self._sizes, self.l1, self.l2,
+                                False)
 
     def _draw_masks(self, M, n):
         """Inverted-dropout masks for the hidden layers: 0 with probability p, else 1/(1-p)."""
@@ -351,7 +381,7 @@ class MLP:
         return out.copy()
 
     def loss_and_grad(self, X, y):
-        """Training-mode loss of the batch; fills ``model.grads``."""
+        """Training-mode loss of the batch (plus the weight penalty); fills ``model.grads``."""
         if self._gpu is not None:
             X, y = self._to_device(X, y)
             self._gpu.confirm()
@@ -370,7 +400,8 @@ class MLP:
         return kernel(self.grads, ws, self.params, X, y, net)
 
     def evaluate(self, X, y, batch_size=4096):
-        """(mean loss, accuracy) in evaluation mode; accuracy is NaN for the mse loss.
+        """(mean loss, accuracy) in evaluation mode; accuracy is NaN for the mse loss. The
+        loss includes the weight penalty (``penalty()``) when l1 or l2 is set, as Keras's.
 
         With target="cuda" the forward passes run on the device (X may be a device array,
         taken there once) and the logits of each chunk come back for the loss."""
@@ -398,7 +429,8 @@ class MLP:
             if self.loss == "cross_entropy":
                 hits += K.correct_count(out, yb)
         n = X.shape[0]
-        return total / n, (hits / n if self.loss == "cross_entropy" else float("nan"))
+        loss = total / n + self.penalty() if (self.l1 or self.l2) else total / n
+        return loss, (hits / n if self.loss == "cross_entropy" else float("nan"))
 
     def _check_optimizer(self, optimizer):
         groups = getattr(optimizer, "param_groups", None)
@@ -463,5 +495,7 @@ class MLP:
     def __repr__(self):
         extra = f", dropout={self.dropout}" if self.dropout else ""
         extra += ", batch_norm=True" if self.batch_norm else ""
+        extra += f", l2={self.l2}" if self.l2 else ""
+        extra += f", l1={self.l1}" if self.l1 else ""
         return (f"MLP({list(self.sizes)}, activation={self.activation!r}, loss={self.loss!r}, "
                 f"dtype={self.dtype.name}{extra}; {self.params.size} parameters)")
