@@ -21,6 +21,8 @@ def build_parser():
     weight_init.add_parser(sub)
     sensitivity.add_parser(sub)
     sweep.add_parser(sub)
+    from .experiments import landscape  # fastopt landscape: GD vs SGD on local minima
+    landscape.add_parser(sub)
     return parser
 
 
