@@ -82,7 +82,8 @@ def test_figures_against_epochs(three_way):
         assert (out / name).stat().st_size > 0 and str(out / name) in stdout
     plan = compare.check_args(build_parser().parse_args(argv))
     results = [training.Run("sgd", b, 0, 0.1,
-                            History.from_csv(out / "histories" / f"sgd_b{b}_s0.csv"), False, "")
+                            History.from_csv(out / "histories" / f"sgd_b{b}_s0.csv"),
+                            False, "")
                for b in plan.batch_sizes]
     fig = compare.plot_batch_sizes(plan, results)
     assert [ax.get_title() for ax in fig.axes] == [

@@ -1,5 +1,11 @@
 """``fastopt compare``: the same network trained with several optimizers and batch sizes on
-a real data set; who wins, against training wall time and against steps.
+a real data set; who wins, against training wall time, steps and epochs.
+
+``--batch-sizes 1,32,full``: ``full`` is the whole training set per update (batch
+gradient descent, one step per epoch), 1 pure SGD. Across batch sizes steps are not
+comparable work, so the verdict also ranks by epochs (passes over the data, the
+history's ``epoch`` column; ``verdict.EPOCHS``) and ``compare_batch_sizes.png`` draws
+every optimizer x batch size against time, steps and epochs (``--x`` picks the axes).
 
 Every run builds ``fastopt.nn.MLP([n_features, *hidden, n_classes], activation="relu",
 init="he_normal", seed=s)`` and trains it with a ``fastopt.train.Training`` (mini-batches
@@ -575,11 +581,12 @@ def _figure(plan, xs, group_lines, title):
 
 def plot_comparison(plan, results, batch_size, title=None, machine=None):
     """Test loss (log) and test accuracy versus each of ``figure_axes(plan)`` (training
-    seconds and steps, or --x) at one batch size; one line per optimizer (mean over seeds; shaded:
-    min..max over seeds, diverged runs left out unless all diverged; a cross marks where
-    a diverged curve ends). Returns a Figure whose axes are ``panels(...)``: with the
-    default, loss/time, loss/steps, accuracy/time, accuracy/steps. ``machine``: the
-    load.Load of the runs; a busy machine is named in the title, with its numbers."""
+    seconds and steps, or --x) at one batch size; one line per optimizer (mean over
+    seeds; shaded: min..max over seeds, diverged runs left out unless all diverged; a
+    cross marks where a diverged curve ends). Returns a Figure whose axes are
+    ``panels(...)``: with the default, loss/time, loss/steps, accuracy/time,
+    accuracy/steps. ``machine``: the load.Load of the runs; a busy machine is named in
+    the title, with its numbers."""
     lines = []
     for config in plan.configs:
         group = [r for r in results if r.label == config.label and r.batch_size == batch_size]

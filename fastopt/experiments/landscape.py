@@ -323,8 +323,8 @@ def summary_lines(rows):
     out = []
     for r in rows:
         what = "GD" if r["batch"] == FULL else f"SGD batch {r['batch']}"
-        out.append(f"start {r['start']} ({r['start_a']:g}, {r['start_b']:g}), {what}: ended in "
-                   f"the {r['minimum']} minimum at ({r['minimum_a']:.2f}, "
+        out.append(f"start {r['start']} ({r['start_a']:g}, {r['start_b']:g}), {what}: "
+                   f"ended in the {r['minimum']} minimum at ({r['minimum_a']:.2f}, "
                    f"{r['minimum_b']:.2f}), full-batch loss {r['final_loss']:.4f}")
     return out
 

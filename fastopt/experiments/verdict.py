@@ -7,7 +7,9 @@ batch size) by seconds and by steps over their seeds: the winner reaches the tar
 the most seeds, then in the least mean time (steps). Every other contestant gets its
 margin (ratio and difference of the means) and is *separable* from the winner when the
 ranges of their seeds' values (min..max) do not overlap; a seed that never reached the
-target counts as later than any that did. Nothing here imports numba or matplotlib.
+target counts as later than any that did. Across batch sizes ``decide(..., metrics=
+METRICS + (EPOCHS,))`` ranks by epochs too (the crossing's ``epochs``, interpolated like
+its steps). Nothing here imports numba or matplotlib.
 """
 
 import math
