@@ -146,6 +146,13 @@ def test_bad_batch_sizes_and_axes_exit_2_before_any_work(tmp_path, capsys, args,
     assert not out.exists()
 
 
+def test_x_does_not_apply_to_textbook(tmp_path, capsys):
+    code, _, err = cli(["compare", "--textbook", "--dataset", "digits", "--x", "epochs",
+                        "--out", str(tmp_path / "never")], capsys)
+    assert code == 2 and "--x does not apply to --textbook" in err
+    assert not (tmp_path / "never").exists()
+
+
 def test_crossing_interpolates_epochs_and_the_verdict_ranks_them():
     records = [dict(step=s, epoch=s / 10, wall_time=s / 100, cpu_time=s / 100, train_loss=1.0,
                     test_loss=1.0 - a, test_accuracy=a, lr=0.1)
