@@ -101,6 +101,8 @@ def test_figures_against_epochs(three_way):
     assert [line.get_xdata()[-1] for line in fig.axes[1].get_lines()[:3]] == [
         2 * N_DIGITS, 90, 2]
     assert "batch sizes 1, 32, full (1437)" in fig.get_suptitle()
+    # the step axes logarithmic: 2 full-batch steps next to 2,874 batch-1 steps
+    assert fig.axes[1].get_xscale() == "symlog" and fig.axes[2].get_xscale() == "linear"
     # --x picks the axes of the per-batch figures too
     plan = plan._replace(xs=("epochs",))
     fig = compare.plot_comparison(plan, results[:1], 1)

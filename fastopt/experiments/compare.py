@@ -555,9 +555,10 @@ def panels(xs):
             for x in xs]
 
 
-def _figure(plan, xs, group_lines, title):
+def _figure(plan, xs, group_lines, title, log_steps=False):
     """A figure of ``panels(xs)`` with one line per ``(label, group)`` of
-    ``group_lines``; returns the Figure."""
+    ``group_lines``; ``log_steps``: the step axes logarithmic past step 1 (batch sizes
+    whose runs take 3 and 4,000 steps side by side). Returns the Figure."""
     from matplotlib.figure import Figure
 
     chosen = panels(xs)
@@ -570,6 +571,10 @@ def _figure(plan, xs, group_lines, title):
         _draw_optimizer(drawn, i, label, group, ranges)
     for ax, xcol, ycol in drawn:
         _setup_panel(ax, xcol, ycol, plan.target_accuracy, ranges)
+        if log_steps and xcol == "step":
+            ax.set_xscale("symlog", linthresh=1.0, linscale=0.3)
+            ax.set_xlim(left=0)
+            ax.set_xlabel(_X_LABELS[xcol] + "; log scale past 1")
     for ax, (_, _, panel_title) in zip(axes, chosen):
         ax.set_title(panel_title)
     handles, labels = axes[0].get_legend_handles_labels()
@@ -605,7 +610,7 @@ def plot_batch_sizes(plan, results, title=None, machine=None):
                             f"batch {batch_text(plan, batch)}"), group)
              for config, batch, group in groups(plan, results)]
     return _figure(plan, figure_axes(plan, batch_sizes=True), lines,
-                   title or _suptitle(plan, None, machine))
+                   title or _suptitle(plan, None, machine), log_steps=True)
 
 
 class _Ranges:
