@@ -151,6 +151,26 @@ def test_figure_panels():
     assert labels[0].startswith("GD (full batch): ") and labels[1].startswith("SGD batch 5: ")
 
 
+def test_where_a_path_ended():
+    best = L.Minimum(0.06, 15.2, 0.037)
+    assert L.where_ended(L.Minimum(0.06, 15.2, 0.037), best) == "global"
+    assert L.where_ended(L.Minimum(2.07, 5.84, 0.19), best) == "local"
+    assert L.where_ended(L.Minimum(900.0, 300.0, 0.18), best) == "outside"
+    assert L.where_ended(L.Minimum(float("nan"), 1.0, float("nan")), best) == "diverged"
+    data = L.make_data(0)
+    assert L.polish(data, (float("inf"), 1.0)).loss != L.polish(data, (0.0, 15.0)).loss
+
+
+def test_too_large_a_learning_rate_is_reported_not_hidden(tmp_path, capsys):
+    code, stdout, err = cli(["landscape", "--lr", "1e4", "--steps", "10", "--starts", "3,6",
+                             "--batch-sizes", "5", "--no-progress", "--out",
+                             str(tmp_path / "r")], capsys)
+    assert code == 0, err
+    rows = read_csv(tmp_path / "r" / "landscape_summary.csv")
+    assert {r["minimum"] for r in rows} <= {"outside", "diverged"}
+    assert "left the window" in stdout and "lower --lr" in stdout
+
+
 @pytest.mark.parametrize("args, words", [
     (["--steps", "0"], ["--steps", "positive"]),
     (["--lr", "-1"], ["--lr", "positive"]),

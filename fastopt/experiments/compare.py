@@ -136,7 +136,7 @@ def add_parser(sub):
     # longer than a screen on purpose: the command's options read best as one flat list
     p = sub.add_parser(
         "compare", help="train one MLP with several optimizers and batch sizes; who wins, "
-                        "versus wall time and versus steps",
+                        "versus wall time, steps and epochs",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train the same ReLU MLP with several optimizers (and batch sizes, and "
                     "seeds) on a real data set for a fixed budget of training time or "

@@ -158,9 +158,12 @@ class Minimum(NamedTuple):
 
 
 def polish(data, point):
-    """The minimum whose basin ``point`` lies in: L-BFGS on the full-batch loss."""
+    """The minimum whose basin ``point`` lies in: L-BFGS on the full-batch loss (NaN for
+    a point that is not finite)."""
     from scipy.optimize import minimize
 
+    if not np.all(np.isfinite(point)):
+        return Minimum(math.nan, math.nan, math.nan)
     res = minimize(lambda p: loss(p, data.x, data.y), np.asarray(point, dtype=np.float64),
                    jac=lambda p: gradient(p, data.x, data.y), method="L-BFGS-B",
                    options=dict(gtol=1e-10, ftol=1e-14, maxiter=2000))
@@ -168,15 +171,22 @@ def polish(data, point):
 
 
 def global_minimum(data, found=()):
-    """The lowest of the minimum polished from TRUE and the ``found`` ones."""
-    return min([polish(data, TRUE), *found], key=lambda m: m.loss)
+    """The lowest of the minimum polished from TRUE and the finite ``found`` ones."""
+    return min([polish(data, TRUE), *[m for m in found if math.isfinite(m.loss)]],
+               key=lambda m: m.loss)
 
 
 def where_ended(minimum, best, tol=1e-3):
-    """"global" if ``minimum`` is ``best`` (same point, to ``tol`` in a and b), else
-    "local"."""
-    same = math.hypot(minimum.a - best.a, minimum.b - best.b) <= tol * max(1.0, abs(best.b))
-    return "global" if same else "local"
+    """"global" if ``minimum`` is ``best`` (same point, to ``tol`` in a and b); "diverged"
+    if it is not finite (the path blew up); "outside" if it lies beyond the drawn window
+    (too large a learning rate throws a path onto the far plateau where the model is ~0);
+    else "local"."""
+    if not (math.isfinite(minimum.a) and math.isfinite(minimum.b)):
+        return "diverged"
+    if math.hypot(minimum.a - best.a, minimum.b - best.b) <= tol * max(1.0, abs(best.b)):
+        return "global"
+    inside = A_RANGE[0] <= minimum.a <= A_RANGE[1] and B_RANGE[0] <= minimum.b <= B_RANGE[1]
+    return "local" if inside else "outside"
 
 
 # ---------------------------------------------------------------------------------------
@@ -213,9 +223,10 @@ def add_parser(sub):
                         f"decays exponentially to {LR_END:g} x lr by the last update")
     p.add_argument("--batch-sizes", default=DEFAULT_BATCH_SIZES,
                    help=f"mini-batch sizes of the SGD paths, at most {N_DATA} rows "
-                        f"(default {DEFAULT_BATCH_SIZES}); full-batch GD is always drawn")
+                        f"(default {DEFAULT_BATCH_SIZES}); full-batch GD is always drawn "
+                        f"(full, or {N_DATA}, adds nothing)")
     p.add_argument("--starts", default=None, metavar="A,B;A,B",
-                   help="starting points, e.g. '-3,16;4,14' (default: "
+                   help="starting points a,b separated by ';', e.g. '3,6;-1,11' (default: "
                         + ";".join(f"{a:g},{b:g}" for a, b in STARTS) + ")")
     runs.add_common_arguments(p, "landscape", seed_help="seed of the data's noise and of "
                                                         "the mini-batch order (default 0)")
@@ -232,8 +243,8 @@ def parse_starts(text):
         try:
             a, b = (float(v) for v in item.split(","))
         except ValueError:
-            raise ValueError(f"--starts: each starting point is two numbers a,b separated "
-                             f"by ';' (e.g. -3,16;4,14), got {item!r}") from None
+            raise ValueError(f"--starts: each starting point is two numbers a,b, the points "
+                             f"separated by ';' (e.g. 3,6;-1,11), got {item!r}") from None
         if not (A_RANGE[0] <= a <= A_RANGE[1] and B_RANGE[0] <= b <= B_RANGE[1]):
             raise ValueError(f"--starts: {item!r} lies outside the drawn window a in "
                              f"[{A_RANGE[0]:g}, {A_RANGE[1]:g}], b in [{B_RANGE[0]:g}, "
@@ -280,10 +291,11 @@ def _run(args, plan, out):
     print(f"landscape: {len(plan.starts)} starting point(s) x (GD + "
           f"{len(plan.batch_sizes) - 1} batch size(s)) = {len(jobs)} paths of {plan.steps} "
           f"updates, lr {plan.lr:g}", flush=True)
-    paths = [run_path(plan.data, s, b, plan.steps, plan.lr, plan.seed, i) for i, s, b in
-             runs.Progress(jobs, desc="landscape", unit="paths",
-                           mode=runs.progress_mode(args.no_progress))]
-    rows = summarize(plan, paths)
+    with np.errstate(all="ignore"):  # a too large --lr overflows: reported, not warned
+        paths = [run_path(plan.data, s, b, plan.steps, plan.lr, plan.seed, i)
+                 for i, s, b in runs.Progress(jobs, desc="landscape", unit="paths",
+                                              mode=runs.progress_mode(args.no_progress))]
+        rows = summarize(plan, paths)
     write_paths_csv(paths, out / "landscape_paths.csv")
     runs.wrote(out / "landscape_paths.csv", "every path: run, start, batch, step, a, b, loss")
     write_rows(rows, SUMMARY_COLUMNS, out / "landscape_summary.csv")
@@ -323,6 +335,13 @@ def summary_lines(rows):
     out = []
     for r in rows:
         what = "GD" if r["batch"] == FULL else f"SGD batch {r['batch']}"
+        if r["minimum"] in ("diverged", "outside"):
+            out.append(f"start {r['start']} ({r['start_a']:g}, {r['start_b']:g}), {what}: "
+                       + ("diverged (not finite)" if r["minimum"] == "diverged" else
+                          f"left the window, ended at ({r['final_a']:.3g}, "
+                          f"{r['final_b']:.3g}) with full-batch loss "
+                          f"{r['final_loss']:.4f} (lower --lr)"))
+            continue
         out.append(f"start {r['start']} ({r['start_a']:g}, {r['start_b']:g}), {what}: "
                    f"ended in the {r['minimum']} minimum at ({r['minimum_a']:.2f}, "
                    f"{r['minimum_b']:.2f}), full-batch loss {r['final_loss']:.4f}")
@@ -377,7 +396,7 @@ def plot_landscape(plan, paths, rows, grid=241):
             ax.plot(p.points[:, 0], p.points[:, 1], color=color, lw=2.4 if gd else 1.0,
                     alpha=1.0 if gd else 0.85, label=label, zorder=4 if gd else 3)
             ax.plot(*p.points[-1, :2], "o", color=color, mec="k", ms=6, zorder=5)
-            if r["minimum"] == "local":
+            if r["minimum"] == "local":  # (an "outside" one is off the panel)
                 ax.plot(r["minimum_a"], r["minimum_b"], "x", color="red", ms=10, mew=2.5,
                         zorder=6)
             ax_loss.plot(np.arange(len(p.points)), p.points[:, 2],
@@ -387,6 +406,8 @@ def plot_landscape(plan, paths, rows, grid=241):
             ax.plot(best["minimum_a"], best["minimum_b"], "*", color="gold", mec="k", ms=16,
                     zorder=6)
         ax.set_title(f"start {j + 1}: (a, b) = ({plan.starts[j][0]:g}, {plan.starts[j][1]:g})")
+        ax.set_xlim(*A_RANGE)
+        ax.set_ylim(*B_RANGE)
         ax.set_xlabel("a")
         ax.set_ylabel("b")
         ax.legend(fontsize="small", loc="upper right", framealpha=0.8)
