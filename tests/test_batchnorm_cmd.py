@@ -168,6 +168,30 @@ def test_bad_arguments_exit_2_before_any_work(tmp_path, capsys, args, words):
     assert not out.exists()
 
 
+def test_ctrl_c_keeps_the_runs_so_far(tmp_path, capsys, monkeypatch):
+    real = B.train_pair_member
+    calls = []
+
+    def third_run_is_interrupted(*args):
+        calls.append(args[2:4])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(B, "train_pair_member", third_run_is_interrupted)
+    out = tmp_path / "cut"
+    code, _, err = cli(["batchnorm", "--dataset", "digits", "--scales", "0.1,0.05",
+                        "--epochs", "1", "--train-size", "100", "--no-progress", "--out",
+                        str(out)], capsys)
+    assert code == 130 and "interrupted" in err and str(out) in err
+    assert json.loads((out / "settings.json").read_text())["status"] == "interrupted"
+    rows = read_csv(out / "batchnorm.csv")
+    assert {(r["weight_scale"], r["batch_norm"]) for r in rows} == {("0.1", "no"),
+                                                                    ("0.1", "yes")}
+    assert [r["weight_scale"] for r in read_csv(out / "batchnorm_summary.csv")] == ["0.1"]
+    assert not (out / "batchnorm.png").exists()
+
+
 def test_diverged_run_counts_as_chance():
     h = _history(0.9)
     assert B.final_accuracy(h, "diverged at step 3", 0.1) == 0.1

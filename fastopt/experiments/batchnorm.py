@@ -194,7 +194,7 @@ def _run(args, data, scales, out):
                         mode=runs.progress_mode(args.no_progress))
     results, rows, summary = [], [], []
     try:
-        for scale in scales:
+        for scale in scales:  # Ctrl-C: the runs done so far are written, then it stops
             pair = []
             for bn in (False, True):
                 bar.set_postfix_str(f"scale {scale:.3g}, batch norm {'on' if bn else 'off'}")
@@ -204,13 +204,12 @@ def _run(args, data, scales, out):
                 bar.update(1)
             results.append(pair)
             summary.append(summary_row(scale, *pair, training.chance(data)))
+    except KeyboardInterrupt:
+        _write_tables(rows, summary, out)
+        raise
     finally:
         bar.close()
-    training.write_rows(rows, CSV_COLUMNS, out / "batchnorm.csv")
-    runs.wrote(out / "batchnorm.csv", "training accuracy per epoch, every scale, with and "
-                                      "without batch norm")
-    training.write_rows(summary, SUMMARY_COLUMNS, out / "batchnorm_summary.csv")
-    runs.wrote(out / "batchnorm_summary.csv", "final training accuracy per scale")
+    _write_tables(rows, summary, out)
     runs.use_agg()
     fig = plot_grid(scales, results, data, n, args.epochs)
     for path in runs.save_figure(fig, out, "batchnorm", svg=args.svg):
@@ -224,6 +223,14 @@ def _run(args, data, scales, out):
         + ", ".join(f"{s:.3g}" for s in rescued) if rescued else "no scale")
           + f" (final training accuracy at least {100 * RESCUE_MARGIN:g} points higher)")
     return summary
+
+
+def _write_tables(rows, summary, out):
+    training.write_rows(rows, CSV_COLUMNS, out / "batchnorm.csv")
+    runs.wrote(out / "batchnorm.csv", "training accuracy per epoch, every scale, with and "
+                                      "without batch norm")
+    training.write_rows(summary, SUMMARY_COLUMNS, out / "batchnorm_summary.csv")
+    runs.wrote(out / "batchnorm_summary.csv", "final training accuracy per scale")
 
 
 def summary_table(summary):
