@@ -56,6 +56,7 @@ def test_full_is_the_whole_training_set_and_each_run_has_its_batch(three_way):
     assert steps[:3] == [0, 1, 2] and steps[-1] == 2 * N_DIGITS and len(steps) < 40
     table = stdout[stdout.index("final test acc %"):].split("\n\n")[0].splitlines()
     assert table[-1].split()[:2] == ["sgd", "full"]
+    assert "epochs to 50%" in table[0]
     settings = json.loads((out / "settings.json").read_text())["resolved"]
     assert settings["batch_sizes"] == [1, 32, N_DIGITS]
     assert settings["full_batch"] == N_DIGITS

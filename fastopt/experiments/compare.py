@@ -460,7 +460,8 @@ def _numbers(plan, config, batch, group):
 
 def summary_table(rows, target, full=None):
     """The plain-text table printed at the end; ``full``: the training samples (a batch of
-    that size is named ``full``)."""
+    that size is named ``full``). With several batch sizes it adds the epochs to the
+    target."""
     table = []
     for r in rows:
         acc = f"{100 * r['final_test_accuracy_mean']:.2f}"
@@ -478,15 +479,18 @@ def summary_table(rows, target, full=None):
             t_target=(training.fmt(r["seconds_to_target"], ".2f")
                       + (f" ({reached}/{r['seeds']})" if 0 < reached < r["seeds"] else "")),
             s_target=training.fmt(r["steps_to_target"], ".0f"),
+            e_target=training.fmt(r["epochs_to_target"], ".2f"),
             steps=training.fmt(r["steps"], ".0f"),
             rate=training.fmt(r["samples_per_s"], ",.0f"),
             compile=training.fmt(r["compile_seconds"], ".2f"), note=note))
     pct = f"{100 * target:g}%"
-    return training.format_table(
-        table, ["optimizer", "batch", "acc", "loss", "t_target", "s_target", "steps", "rate",
-                "compile", "note"],
-        ["optimizer", "batch", "final test acc %", "best test loss", f"s to {pct}",
-         f"steps to {pct}", "steps", "samples/s", "compile s", ""])
+    columns = ["optimizer", "batch", "acc", "loss", "t_target", "s_target", "e_target",
+               "steps", "rate", "compile", "note"]
+    titles = ["optimizer", "batch", "final test acc %", "best test loss", f"s to {pct}",
+              f"steps to {pct}", f"epochs to {pct}", "steps", "samples/s", "compile s", ""]
+    if len({r["batch_size"] for r in rows}) < 2:  # epochs to target = steps rescaled
+        del columns[6], titles[6]
+    return training.format_table(table, columns, titles)
 
 
 # ---------------------------------------------------------------------------------------
