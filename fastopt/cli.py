@@ -23,6 +23,10 @@ def build_parser():
     sweep.add_parser(sub)
     from .experiments import regularize  # issue 15: the textbook's overfitting experiments
     regularize.add_parser(sub)
+    from .experiments import landscape  # fastopt landscape: GD vs SGD on local minima
+    landscape.add_parser(sub)
+    from .experiments import batchnorm  # fastopt batchnorm: the textbook's batch-norm figure
+    batchnorm.add_parser(sub)
     return parser
 
 

@@ -33,7 +33,7 @@ def test_crossing_is_interpolated_between_the_two_evaluations_around_it():
 
 
 def test_crossing_at_the_start_never_and_after_divergence():
-    assert verdict.crossing(history([0.99, 0.5]), 0.97) == (0.0, 0.0, 0.0)
+    assert verdict.crossing(history([0.99, 0.5]), 0.97) == (0.0, 0.0, 0.0, 0.0)
     assert verdict.crossing(history([0.1, 0.5, 0.96]), 0.97) is None
     # the diverged record (NaN loss) does not count, even with a high accuracy
     assert verdict.crossing(history([0.1, 0.5, 0.99], diverge_at=2), 0.97) is None

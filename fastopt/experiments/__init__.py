@@ -7,6 +7,10 @@ figures from plain functions (usable from Python and tests) and registers one su
   (``fastopt init``).
 - ``compare``: one MLP trained with several optimizers, batch sizes and seeds on a real data
   set; histories, summary table, loss/accuracy versus time and steps (``fastopt compare``).
+- ``landscape``: full-batch GD vs mini-batch SGD paths on a two-parameter loss with local
+  minima (``fastopt landscape``).
+- ``batchnorm``: the textbook's batch-norm experiment, training accuracy per epoch with
+  and without batch norm over 16 weight scales (``fastopt batchnorm``).
 - ``sensitivity``: final loss/accuracy of each optimizer over a log grid of learning rates
   (``fastopt sensitivity``).
 - ``fastopt sweep`` is not here: hyperparameter sweeps are the package ``fastopt.sweep``, a

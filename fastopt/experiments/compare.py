@@ -1,5 +1,11 @@
 """``fastopt compare``: the same network trained with several optimizers and batch sizes on
-a real data set; who wins, against training wall time and against steps.
+a real data set; who wins, against training wall time, steps and epochs.
+
+``--batch-sizes 1,32,full``: ``full`` is the whole training set per update (batch
+gradient descent, one step per epoch), 1 pure SGD. Across batch sizes steps are not
+comparable work, so the verdict also ranks by epochs (passes over the data, the
+history's ``epoch`` column; ``verdict.EPOCHS``) and ``compare_batch_sizes.png`` draws
+every optimizer x batch size against time, steps and epochs (``--x`` picks the axes).
 
 Every run builds ``fastopt.nn.MLP([n_features, *hidden, n_classes], activation="relu",
 init="he_normal", seed=s)`` and trains it with a ``fastopt.train.Training`` (mini-batches
@@ -30,7 +36,11 @@ Results (in the run folder)
     summary.csv           one row per optimizer x batch size (columns: SUMMARY_COLUMNS)
     verdict.txt           first line: the verdict; then every margin
     compare_b<batch>.png  test loss and test accuracy versus training seconds and versus
-                          steps, one line per optimizer (mean over seeds, band: min..max)
+                          steps (``--x``: any of time, steps, epochs), one line per
+                          optimizer (mean over seeds, band: min..max)
+    compare_batch_sizes.png  with several batch sizes: one line per optimizer x batch
+                          size, versus time, steps and epochs by default (GD vs SGD vs
+                          mini-batch: ``--batch-sizes 1,32,full``)
     settings.json         see ``fastopt.runs``
 
 On Ctrl-C the histories so far (``stopped=interrupted``) and their summary are written.
@@ -60,6 +70,7 @@ SUMMARY_COLUMNS = [
     "final_test_accuracy_mean", "final_test_accuracy_min", "final_test_accuracy_max",
     "final_test_loss_mean", "best_test_loss",
     "target_accuracy", "reached_target", "seconds_to_target", "steps_to_target",
+    "epochs_to_target",
     "train_seconds", "steps", "epochs", "samples_per_s", "compile_seconds", "eval_seconds",
     "target_resolution", "verdict", "cpu_seconds", "cpu_per_wall",
     "load_start", "load_max", "load_end", "other_cores", "machine_busy",
@@ -75,7 +86,9 @@ summary.csv (one row per optimizer x batch size; mean over seeds unless named):
   reached_target            runs that reached --target-accuracy; seconds_to_target and
                             steps_to_target average those runs (empty if none): training
                             seconds and steps where the test accuracy first reached the
-                            target, interpolated between the evaluations around it
+                            target, interpolated between the evaluations around it;
+                            epochs_to_target likewise in passes over the training set
+                            (across batch sizes the fair measure of work in samples)
   train_seconds, steps, epochs, samples_per_s   training time (without evaluation and
                             compilation), updates, passes over the data, throughput
   compile_seconds, eval_seconds  fit's warm-up (Numba compilation, or loading it from the
@@ -107,6 +120,7 @@ class Plan(NamedTuple):
     workers: int = 1  # processes that train the runs (parallel.py)
     slice_seconds: float = SLICE_SECONDS  # one run's turn in the round robin
     target: str = "cpu"  # where the runs train: "cpu" or "cuda" (--target)
+    xs: tuple = None  # the figures' x axes (--x: names of X_AXES); None: figure_axes
 
     @property
     def clock(self):
@@ -122,7 +136,7 @@ def add_parser(sub):
     # longer than a screen on purpose: the command's options read best as one flat list
     p = sub.add_parser(
         "compare", help="train one MLP with several optimizers and batch sizes; who wins, "
-                        "versus wall time and versus steps",
+                        "versus wall time, steps and epochs",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train the same ReLU MLP with several optimizers (and batch sizes, and "
                     "seeds) on a real data set for a fixed budget of training time or "
@@ -166,7 +180,12 @@ verdict: who reaches --target-accuracy first by training time and by steps (inte
 {SUMMARY_HELP}
 
 outputs: histories/<optimizer>_b<batch>_s<seed>.csv, summary.csv, verdict.txt,
-  compare_b<batch>.png, settings.json""")
+  compare_b<batch>.png, compare_batch_sizes.png (several batch sizes), settings.json
+
+batch sizes: --batch-sizes 1,32,full compares stochastic gradient descent (1), mini-batch
+  (32) and batch gradient descent (full: the whole training set per update, one step per
+  epoch); the verdict then also ranks by epochs (passes over the data), and the figures
+  are drawn against epochs as well (--x time,steps,epochs).""")
     p.add_argument("--dataset", default="mnist",
                    help="mnist (default; needs pip install \"fastopt[mnist]\") or digits "
                         "(8x8 images, scikit-learn)")
@@ -174,7 +193,14 @@ outputs: histories/<optimizer>_b<batch>_s<seed>.csv, summary.csv, verdict.txt,
                    help=f"comma-separated names with optional key=value overrides, see "
                         f"below (default {training.DEFAULT_OPTIMIZERS})")
     p.add_argument("--batch-sizes", default="128",
-                   help="comma-separated mini-batch sizes (default 128)")
+                   help="comma-separated mini-batch sizes (default 128); 1 is pure SGD, "
+                        f"{FULL} the whole training set per update (batch gradient "
+                        "descent), e.g. 1,32,full")
+    p.add_argument("--x", default=None, metavar="AXES",
+                   help="x axes of the figures, comma-separated from "
+                        + ", ".join(X_AXES) + " (epochs: passes over the training set, "
+                        "steps x batch / samples; default time,steps, and time,steps,epochs "
+                        "on the figure of every batch size, compare_batch_sizes.png)")
     p.add_argument("--hidden", default=training.DEFAULT_HIDDEN,
                    help=f"hidden layer widths (default {training.DEFAULT_HIDDEN})")
     budget = p.add_mutually_exclusive_group()
@@ -213,9 +239,8 @@ def check_args(args):
     """Check every argument before any work (loads the data set); returns a Plan."""
     runs.check_common_arguments(args, gpu=training.gpu_missing)
     configs = training.configs_from_text(args.optimizers)
-    batch_sizes = training.parse_sizes("--batch-sizes", args.batch_sizes, "batch sizes")
-    if len(set(batch_sizes)) != len(batch_sizes):
-        raise ValueError(f"--batch-sizes lists a size twice: {args.batch_sizes!r}")
+    batch_tokens = parse_batch_sizes(args.batch_sizes)
+    xs = parse_axes(args.x)
     hidden = training.parse_sizes("--hidden", args.hidden, "layer widths")
     epochs = args.epochs
     if args.seconds is None and epochs is None:
@@ -233,9 +258,7 @@ def check_args(args):
                          f"{args.target_accuracy!r}")
     schedule = training.check_schedule(args.schedule, configs)
     data = training.load_data(args.dataset)
-    if max(batch_sizes) > data.n_train:
-        raise ValueError(f"--batch-sizes: at most the {data.n_train} training samples of "
-                         f"{args.dataset}, got {max(batch_sizes)}")
+    batch_sizes = resolve_batch_sizes(batch_tokens, data, args.batch_sizes)
     target = (args.target_accuracy if args.target_accuracy is not None
               else TARGET_ACCURACY.get(args.dataset, 0.9))
     seeds = [args.seed + i for i in range(args.seeds)]
@@ -252,7 +275,75 @@ def check_args(args):
         workers = (min(threads.physical_cores(), n_runs) if args.workers is None
                    else args.workers)
     return Plan(data, configs, batch_sizes, hidden, seeds, seconds, epochs, args.evals,
-                target, schedule, min(workers, n_runs), target=args.target)
+                target, schedule, min(workers, n_runs), target=args.target, xs=xs)
+
+
+#: --batch-sizes word for the whole training set per update (batch gradient descent)
+FULL = "full"
+#: --x names -> the history column of that axis ("time": the plan's clock, Plan.clock)
+X_AXES = {"time": "time", "steps": "step", "epochs": "epoch"}
+
+
+def parse_batch_sizes(text):
+    """``--batch-sizes`` text -> [int or FULL]; ValueError naming the option."""
+    items = [x.strip() for x in str(text).split(",") if x.strip()]
+    if not items:
+        raise ValueError(f"--batch-sizes needs at least one size (a positive integer or "
+                         f"{FULL}), got {text!r}")
+    sizes = []
+    for item in items:
+        if item.lower() == FULL:
+            sizes.append(FULL)
+            continue
+        try:
+            value = int(item)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ValueError(f"--batch-sizes: batch sizes must be positive integers or {FULL} "
+                             f"(the whole training set), separated by commas (e.g. 1,32,"
+                             f"{FULL}), got {item!r} in {text!r}")
+        sizes.append(value)
+    if len(set(sizes)) != len(sizes):
+        raise ValueError(f"--batch-sizes lists a size twice: {text!r}")
+    return sizes
+
+
+def resolve_batch_sizes(tokens, data, text):
+    """The batch sizes as integers (FULL: the data's training samples), each at most that
+    many and none twice once FULL is resolved; ValueError naming the option."""
+    n = data.n_train
+    sizes = [n if t == FULL else t for t in tokens]
+    too_big = [b for b in sizes if b > n]
+    if too_big:
+        raise ValueError(f"--batch-sizes: at most the {n} training samples of {data.name} "
+                         f"(or {FULL}), got {too_big[0]}")
+    if len(set(sizes)) != len(sizes):
+        raise ValueError(f"--batch-sizes lists a size twice: {text!r} ({FULL} is {n} on "
+                         f"{data.name})")
+    return sizes
+
+
+def parse_axes(text):
+    """``--x`` -> a tuple of X_AXES names, or None for the defaults (``figure_axes``)."""
+    if text is None:
+        return None
+    return tuple(runs.split_list("--x", text, choices=X_AXES))
+
+
+def figure_axes(plan, batch_sizes=False):
+    """The x axes of a figure: --x, else time and steps, and epochs on the figure of
+    every batch size (``batch_sizes``; within one batch size epochs are steps rescaled)."""
+    if plan.xs is not None:
+        return plan.xs
+    return ("time", "steps") + (("epochs",) if batch_sizes else ())
+
+
+def batch_text(plan, batch_size):
+    """How figures and stdout name a batch size: ``full (1437)`` for the whole set."""
+    if batch_size == plan.data.n_train:
+        return f"{FULL} ({batch_size})"
+    return str(batch_size)
 
 
 # ---------------------------------------------------------------------------------------
@@ -293,6 +384,12 @@ CLOCKS = {"cpu": CLOCK, "cuda": "wall_time"}
 TRAINING_CLOCK = {"cpu_time": "cpu", "wall_time": "wall"}
 
 
+def metrics(plan):
+    """What the verdict ranks on: training time and steps, and epochs when the batch sizes
+    differ (a full-batch step is not a batch-1 step)."""
+    return verdict.METRICS + ((verdict.EPOCHS,) if len(plan.batch_sizes) > 1 else ())
+
+
 def decide(plan, results):
     """The verdict.Verdict of the runs: who reaches the target first, by how much."""
     return verdict.decide(
@@ -300,7 +397,8 @@ def decide(plan, results):
                                                                   plan.target_accuracy,
                                                                   plan.clock)
                                                  for r in group]
-         for config, batch, group in groups(plan, results)}, plan.target_accuracy)
+         for config, batch, group in groups(plan, results)}, plan.target_accuracy,
+        metrics(plan))
 
 
 def summarize(plan, results, machine=None):
@@ -345,6 +443,7 @@ def _numbers(plan, config, batch, group):
         target_accuracy=plan.target_accuracy, reached_target=len(reached),
         seconds_to_target=mean([c.seconds for c in reached]),
         steps_to_target=mean([c.steps for c in reached]),
+        epochs_to_target=mean([c.epochs for c in reached]),
         train_seconds=mean([x[clock] for x in last]),
         steps=mean([x["step"] for x in last]),
         epochs=mean([x["epoch"] for x in last]),
@@ -359,8 +458,10 @@ def _numbers(plan, config, batch, group):
     )
 
 
-def summary_table(rows, target):
-    """The plain-text table printed at the end."""
+def summary_table(rows, target, full=None):
+    """The plain-text table printed at the end; ``full``: the training samples (a batch of
+    that size is named ``full``). With several batch sizes it adds the epochs to the
+    target."""
     table = []
     for r in rows:
         acc = f"{100 * r['final_test_accuracy_mean']:.2f}"
@@ -372,20 +473,24 @@ def summary_table(rows, target):
         if r["diverged"]:
             note = f"diverged {r['diverged']}/{r['seeds']}"
         table.append(dict(
-            optimizer=r["optimizer"], batch=str(r["batch_size"]), acc=acc,
+            optimizer=r["optimizer"],
+            batch=FULL if r["batch_size"] == full else str(r["batch_size"]), acc=acc,
             loss=training.fmt(r["best_test_loss"], ".4f"),
             t_target=(training.fmt(r["seconds_to_target"], ".2f")
                       + (f" ({reached}/{r['seeds']})" if 0 < reached < r["seeds"] else "")),
             s_target=training.fmt(r["steps_to_target"], ".0f"),
+            e_target=training.fmt(r["epochs_to_target"], ".2f"),
             steps=training.fmt(r["steps"], ".0f"),
             rate=training.fmt(r["samples_per_s"], ",.0f"),
             compile=training.fmt(r["compile_seconds"], ".2f"), note=note))
     pct = f"{100 * target:g}%"
-    return training.format_table(
-        table, ["optimizer", "batch", "acc", "loss", "t_target", "s_target", "steps", "rate",
-                "compile", "note"],
-        ["optimizer", "batch", "final test acc %", "best test loss", f"s to {pct}",
-         f"steps to {pct}", "steps", "samples/s", "compile s", ""])
+    columns = ["optimizer", "batch", "acc", "loss", "t_target", "s_target", "e_target",
+               "steps", "rate", "compile", "note"]
+    titles = ["optimizer", "batch", "final test acc %", "best test loss", f"s to {pct}",
+              f"steps to {pct}", f"epochs to {pct}", "steps", "samples/s", "compile s", ""]
+    if len({r["batch_size"] for r in rows}) < 2:  # epochs to target = steps rescaled
+        del columns[6], titles[6]
+    return training.format_table(table, columns, titles)
 
 
 # ---------------------------------------------------------------------------------------
@@ -420,8 +525,9 @@ def _loss_scale(ax, top=None):
     plots.log_ticks(ax, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if fine else (1.0, 2.0, 5.0))
 
 
-def _legend_label(config, group, schedule=None):
-    extras = ([] if "lr=" in config.label else [f"lr {config.lr:g}"]) + (
+def _legend_label(config, group, schedule=None, batch=None):
+    extras = ([batch] if batch else []) + (
+        [] if "lr=" in config.label else [f"lr {config.lr:g}"]) + (
         ["scheduled"] if schedule else [])
     label = config.label + (f" ({', '.join(extras)})" if extras else "")
     diverged = [r for r in group if r.diverged]
@@ -434,46 +540,81 @@ def _legend_label(config, group, schedule=None):
     return label
 
 
-# the four panels, in the order of Figure.axes: (x column, y column, title); "time": the
-# plan's time column
-_PANELS = [("time", "test_loss", "test loss vs training time"),
-          ("step", "test_loss", "test loss vs steps"),
-          ("time", "test_accuracy", "test accuracy vs training time"),
-          ("step", "test_accuracy", "test accuracy vs steps")]
-#: the x label of the time panels, per time column
-_TIME_LABELS = {
+#: the words of each --x axis in panel titles
+_X_WORDS = {"time": "training time", "steps": "steps", "epochs": "epochs"}
+#: the x labels, per history column ("cpu_time", "wall_time": the time panels)
+_X_LABELS = {
     "cpu_time": "training time (CPU s on one thread; evaluation and compilation not counted)",
     "wall_time": "training time (wall s on the GPU, each chunk up to its device sync; "
-                 "evaluation and compilation not counted)"}
+                 "evaluation and compilation not counted)",
+    "step": "step (mini-batch updates)",
+    "epoch": "epoch (passes over the training set: steps x batch / samples)"}
 
 
-def plot_comparison(plan, results, batch_size, title=None, machine=None):
-    """Test loss (log) and test accuracy versus training seconds and versus steps at one
-    batch size; one line per optimizer (mean over seeds; shaded: min..max over seeds,
-    diverged runs left out unless all diverged; a cross marks where a diverged curve
-    ends). Returns a Figure with four axes: loss/time, loss/steps, accuracy/time,
-    accuracy/steps. ``machine``: the load.Load of the runs; a busy machine is named in
-    the title, with its numbers."""
+def panels(xs):
+    """The panels of a figure, in the order of Figure.axes (a row of loss panels, then a
+    row of accuracy panels, one column per --x axis): (x axis, y column, title)."""
+    return [(x, y, f"{words} vs {_X_WORDS[x]}")
+            for y, words in (("test_loss", "test loss"), ("test_accuracy", "test accuracy"))
+            for x in xs]
+
+
+def _figure(plan, xs, group_lines, title, log_steps=False):
+    """A figure of ``panels(xs)`` with one line per ``(label, group)`` of
+    ``group_lines``; ``log_steps``: the step axes logarithmic past step 1 (batch sizes
+    whose runs take 3 and 4,000 steps side by side). Returns the Figure."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(13.5, 9.0), layout="constrained")
-    axes = fig.subplots(2, 2).ravel()
-    panels = [(ax, plan.clock if xcol == "time" else xcol, ycol)
-              for ax, (xcol, ycol, _) in zip(axes, _PANELS)]
+    chosen = panels(xs)
+    fig = Figure(figsize=(4.5 * len(xs) + 4.5 * (len(xs) < 2), 9.0), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(2, len(xs))).ravel()
+    drawn = [(ax, plan.clock if x == "time" else X_AXES[x], y)
+             for ax, (x, y, _) in zip(axes, chosen)]
     ranges = _Ranges()
-    for i, config in enumerate(plan.configs):
-        group = [r for r in results if r.label == config.label and r.batch_size == batch_size]
-        if group:
-            _draw_optimizer(panels, i, config, group, plan.schedule, ranges)
-    for ax, xcol, ycol in panels:
+    for i, (label, group) in enumerate(group_lines):
+        _draw_optimizer(drawn, i, label, group, ranges)
+    for ax, xcol, ycol in drawn:
         _setup_panel(ax, xcol, ycol, plan.target_accuracy, ranges)
-    for ax, (_, _, panel_title) in zip(axes, _PANELS):
+        if log_steps and xcol == "step":
+            ax.set_xscale("symlog", linthresh=1.0, linscale=0.3)
+            ax.set_xlim(left=0)
+            ax.set_xlabel(_X_LABELS[xcol] + "; log scale past 1")
+    for ax, (_, _, panel_title) in zip(axes, chosen):
         ax.set_title(panel_title)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)),
-               title="optimizer", fontsize="small")
-    fig.suptitle(title or _suptitle(plan, batch_size, machine))
+               fontsize="small")
+    fig.suptitle(title)
     return fig
+
+
+def plot_comparison(plan, results, batch_size, title=None, machine=None):
+    """Test loss (log) and test accuracy versus each of ``figure_axes(plan)`` (training
+    seconds and steps, or --x) at one batch size; one line per optimizer (mean over
+    seeds; shaded: min..max over seeds, diverged runs left out unless all diverged; a
+    cross marks where a diverged curve ends). Returns a Figure whose axes are
+    ``panels(...)``: with the default, loss/time, loss/steps, accuracy/time,
+    accuracy/steps. ``machine``: the load.Load of the runs; a busy machine is named in
+    the title, with its numbers."""
+    lines = []
+    for config in plan.configs:
+        group = [r for r in results if r.label == config.label and r.batch_size == batch_size]
+        if group:
+            lines.append((_legend_label(config, group, plan.schedule), group))
+    return _figure(plan, figure_axes(plan), lines,
+                   title or _suptitle(plan, batch_size, machine))
+
+
+def plot_batch_sizes(plan, results, title=None, machine=None):
+    """The batch sizes against each other (GD vs SGD vs mini-batch): one line per
+    optimizer x batch size, versus each of ``figure_axes(plan, True)`` (time, steps and
+    epochs, or --x), as ``plot_comparison`` draws
+    them; the epoch panels compare the work in samples, the step panels in updates."""
+    lines = [(_legend_label(config, group, plan.schedule,
+                            f"batch {batch_text(plan, batch)}"), group)
+             for config, batch, group in groups(plan, results)]
+    return _figure(plan, figure_axes(plan, batch_sizes=True), lines,
+                   title or _suptitle(plan, None, machine), log_steps=True)
 
 
 class _Ranges:
@@ -485,12 +626,12 @@ class _Ranges:
         self.accuracy_low, self.accuracy_high, self.loss_high = 100.0, 0.0, 0.0
 
 
-def _draw_optimizer(panels, i, config, group, schedule, ranges):
-    """The ``i``-th optimizer's curves (runs ``group``) on every panel; widens ``ranges``."""
+def _draw_optimizer(panels, i, label, group, ranges):
+    """The ``i``-th line's curves (runs ``group``, legend ``label``) on every panel;
+    widens ``ranges``."""
     ok = [r.history for r in group if not r.diverged]
     histories = ok or [r.history for r in group]
     style = plots.line_style(i, 2.6, 0.2)  # a later line on top of an earlier one
-    label = _legend_label(config, group, schedule)
     for ax, xcol, ycol in panels:
         x, mean, low, high = training.seed_band(histories, xcol, ycol)
         scale = 100.0 if ycol == "test_accuracy" else 1.0
@@ -512,7 +653,7 @@ def _draw_optimizer(panels, i, config, group, schedule, ranges):
 def _setup_panel(ax, xcol, ycol, target, ranges):
     """Grid, labels and scales of one panel, once its curves are drawn."""
     ax.grid(True, which="both", alpha=0.3)
-    ax.set_xlabel(_TIME_LABELS.get(xcol, "step (mini-batch updates)"))
+    ax.set_xlabel(_X_LABELS[xcol])
     ax.set_xlim(left=0)
     if ycol == "test_loss":
         _loss_scale(ax, ranges.loss_high * 1.25)
@@ -529,10 +670,13 @@ def _setup_panel(ax, xcol, ycol, target, ranges):
 
 
 def _suptitle(plan, batch_size, machine=None):
+    """``batch_size`` None: the figure of every batch size."""
     budget = (f"{plan.seconds:g} s of training" if plan.epochs is None
               else f"{plan.epochs} epoch{'s' if plan.epochs > 1 else ''}")
+    batches = (f"batch {batch_text(plan, batch_size)}" if batch_size is not None else
+               "batch sizes " + ", ".join(batch_text(plan, b) for b in plan.batch_sizes))
     return (f"ReLU MLP {training.network_text(plan.data, plan.hidden)} on {plan.data.name}, "
-            f"batch {batch_size}, {budget} per run, {training.seeds_text(plan.seeds)}"
+            f"{batches}, {budget} per run, {training.seeds_text(plan.seeds)}"
             + (f"\nschedule {plan.schedule}" if plan.schedule else "")
             + (f"\nBUSY MACHINE, times are inflated: {machine.text()}"
                if machine is not None and machine.busy else ""))
@@ -557,7 +701,10 @@ def _resolved(plan):
         "network": training.network(plan.data, plan.hidden),
         "activation": "relu", "init": "he_normal",
         "optimizers": {c.label: {"class": c.cls, **c.kwargs} for c in plan.configs},
-        "batch_sizes": plan.batch_sizes, "seeds": plan.seeds,
+        "batch_sizes": plan.batch_sizes, "full_batch": plan.data.n_train,
+        "x_axes": list(figure_axes(plan)),
+        "x_axes_batch_sizes": list(figure_axes(plan, batch_sizes=True)),
+        "seeds": plan.seeds,
         "seconds": plan.seconds, "epochs": plan.epochs,
         "target_accuracy": plan.target_accuracy, "schedule": plan.schedule,
         "target": plan.target, "time_column": plan.clock, "workers": plan.workers,
@@ -765,12 +912,19 @@ def _report(args, plan, out, results, machine):
     (out / "verdict.txt").write_text("\n".join(said) + "\n")
     runs.wrote(out / "verdict.txt", "who reaches the target first, and by how much")
     runs.use_agg()
+    versus = " and vs ".join(_X_WORDS[x] for x in figure_axes(plan))
     for batch in plan.batch_sizes:
         fig = plot_comparison(plan, results, batch, machine=machine)
         for path in runs.save_figure(fig, out, f"compare_b{batch}", svg=args.svg):
-            runs.wrote(path, f"test loss and accuracy vs time and vs steps, batch {batch}")
+            runs.wrote(path, f"test loss and accuracy vs {versus}, batch "
+                             f"{batch_text(plan, batch)}")
+    if len(plan.batch_sizes) > 1:
+        fig = plot_batch_sizes(plan, results, machine=machine)
+        for path in runs.save_figure(fig, out, "compare_batch_sizes", svg=args.svg):
+            runs.wrote(path, "every optimizer x batch size, vs " + " and vs ".join(
+                _X_WORDS[x] for x in figure_axes(plan, batch_sizes=True)))
     print()
-    print(summary_table(rows, plan.target_accuracy))
+    print(summary_table(rows, plan.target_accuracy, plan.data.n_train))
     print()
     print(f"load: {machine.text()}")
     if machine.busy and plan.clock == "cpu_time":

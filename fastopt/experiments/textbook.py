@@ -48,7 +48,7 @@ CSV_COLUMNS = ["iteration", "optimizer", "loss", "smoothed_loss", "train_seconds
 FIXED_OPTIONS = [("--optimizers", "optimizers"), ("--batch-sizes", "batch_sizes"),
                  ("--hidden", "hidden"), ("--seconds", "seconds"), ("--epochs", "epochs"),
                  ("--seeds", "seeds"), ("--evals", "evals"), ("--schedule", "schedule"),
-                 ("--target-accuracy", "target_accuracy")]
+                 ("--target-accuracy", "target_accuracy"), ("--x", "x")]
 
 
 class BookOptimizer(NamedTuple):

@@ -7,13 +7,18 @@ batch size) by seconds and by steps over their seeds: the winner reaches the tar
 the most seeds, then in the least mean time (steps). Every other contestant gets its
 margin (ratio and difference of the means) and is *separable* from the winner when the
 ranges of their seeds' values (min..max) do not overlap; a seed that never reached the
-target counts as later than any that did. Nothing here imports numba or matplotlib.
+target counts as later than any that did. Across batch sizes ``decide(..., metrics=
+METRICS + (EPOCHS,))`` ranks by epochs too (the crossing's ``epochs``, interpolated like
+its steps). Nothing here imports numba or matplotlib.
 """
 
 import math
 from typing import NamedTuple
 
 METRICS = (("seconds", "training time", "s"), ("steps", "steps", "steps"))
+#: the third metric where the contestants differ in batch size: passes over the training
+#: set (steps are not comparable then: one full-batch step sees every sample)
+EPOCHS = ("epochs", "epochs", "epochs")
 
 
 class Crossing(NamedTuple):
@@ -23,6 +28,7 @@ class Crossing(NamedTuple):
     seconds: float
     steps: float
     resolution: float
+    epochs: float = math.nan  # passes over the training set (the history's epoch column)
 
 
 def crossing(history, target, clock="wall_time"):
@@ -30,7 +36,7 @@ def crossing(history, target, clock="wall_time"):
 
     Between the last evaluation below the target (a0 at step s0, time t0) and the first at
     or above it (a1, s1, t1): fraction f = (target - a0) / (a1 - a0) of the way, steps
-    s0 + f (s1 - s0), seconds t0 + f (t1 - t0). Records with a non-finite test loss (a
+    s0 + f (s1 - s0), seconds t0 + f (t1 - t0), epochs likewise. Records with a non-finite test loss (a
     diverged run's last) are left out; an untrained network already at the target gives 0.
     ``clock``: the history column that times the run (``fastopt compare``: cpu_time).
     """
@@ -40,13 +46,15 @@ def crossing(history, target, clock="wall_time"):
             continue
         if r["test_accuracy"] >= target:
             if before is None:
-                return Crossing(float(r[clock]), float(r["step"]), 0.0)
+                return Crossing(float(r[clock]), float(r["step"]), 0.0,
+                                float(r.get("epoch", math.nan)))
             a0, a1 = before["test_accuracy"], r["test_accuracy"]
             f = (target - a0) / (a1 - a0)
             steps = before["step"] + f * (r["step"] - before["step"])
             seconds = before[clock] + f * (r[clock] - before[clock])
             gap = (r["step"] - before["step"]) / steps if steps > 0 else 0.0
-            return Crossing(seconds, steps, gap)
+            e0, e1 = before.get("epoch", math.nan), r.get("epoch", math.nan)
+            return Crossing(seconds, steps, gap, e0 + f * (e1 - e0))
         before = r
     return None
 
@@ -95,22 +103,24 @@ def rank(entries):
 class Verdict(NamedTuple):
     target: float
     seeds: int
-    rankings: dict  # metric name ("seconds", "steps") -> [Standing], best first
+    rankings: dict  # metric name ("seconds", "steps"[, "epochs"]) -> [Standing], best first
+    metrics: tuple = METRICS  # (name, words, unit) of each ranking, in order
 
 
-def decide(contestants, target):
-    """``contestants``: {label: [Crossing or None per seed]}; returns the Verdict."""
+def decide(contestants, target, metrics=METRICS):
+    """``contestants``: {label: [Crossing or None per seed]}; returns the Verdict, ranked on
+    ``metrics`` (``METRICS``, or ``METRICS + (EPOCHS,)`` across batch sizes)."""
     rankings = {}
-    for metric, _, _ in METRICS:
+    for metric, _, _ in metrics:
         rankings[metric] = rank([
             standing(label, [None if c is None else getattr(c, metric) for c in crossings])
             for label, crossings in contestants.items()])
     seeds = max((len(c) for c in contestants.values()), default=0)
-    return Verdict(target, seeds, rankings)
+    return Verdict(target, seeds, rankings, tuple(metrics))
 
 
 def _number(value, unit):
-    return f"{value:.2f}" if unit == "s" else f"{value:,.0f}"
+    return f"{value:,.0f}" if unit == "steps" else f"{value:.2f}"
 
 
 def _amount(value, unit):
@@ -129,7 +139,7 @@ def headline(verdict):
     """The verdict in one line (verdict.txt's first)."""
     pct = f"{100 * verdict.target:g}%"
     parts = []
-    for metric, words, unit in METRICS:
+    for metric, words, unit in verdict.metrics:
         ranking = verdict.rankings[metric]
         if not ranking or ranking[0].reached == 0:
             return (f"no run reached {pct} test accuracy: no winner (train longer with "
@@ -162,7 +172,7 @@ def margin_text(e, w, unit):
 def lines(verdict):
     """verdict.txt: the headline, then each contestant's margin on both metrics."""
     out = [headline(verdict)]
-    for metric, words, unit in METRICS:
+    for metric, words, unit in verdict.metrics:
         ranking = verdict.rankings[metric]
         if not ranking or ranking[0].reached == 0:
             continue
@@ -174,13 +184,14 @@ def lines(verdict):
 
 
 def cell(verdict, label):
-    """The summary.csv ``verdict`` cell of one contestant: ``time: ...; steps: ...``."""
+    """The summary.csv ``verdict`` cell of one contestant: ``time: ...; steps: ...``
+    (``; epochs: ...`` when ranked on epochs too)."""
     parts = []
-    for metric, words, unit in METRICS:
+    for metric, words, unit in verdict.metrics:
         ranking = verdict.rankings[metric]
         if not ranking or ranking[0].reached == 0:
             return "no winner: no run reached the target"
         e = next(e for e in ranking if e.label == label)
-        parts.append(f"{'time' if metric == 'seconds' else 'steps'}: "
+        parts.append(f"{'time' if metric == 'seconds' else metric}: "
                      + margin_text(e, ranking[0], unit))
     return "; ".join(parts)
