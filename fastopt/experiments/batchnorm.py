@@ -145,7 +145,8 @@ def train_pair_member(data, n, scale, batch_norm, epochs, seed):
     with np.errstate(all="ignore"):
         try:
             history = train.fit(model, opt, (X, y, X, y), batch_size=BATCH_SIZE,
-                                epochs=epochs, replacement=True, seed=seed, progress=False)
+                                epochs=epochs, replacement=True, seed=seed, progress=False,
+                                train_eval_size=0)  # the test set is the training set
         except train.TrainingDiverged as exc:
             return exc.history, f"diverged at step {exc.step}"
     return history, ""
