@@ -124,7 +124,8 @@ BAD_HYPER = [
     ("adagrad", dict(initial_accumulator_value=-1.0), "initial_accumulator_value"),
     ("adadelta", dict(rho=1.5), "rho"),
     ("nadam", dict(momentum_decay=-1.0), "momentum_decay"),
-    ("nadam", dict(convention="keras"), "convention"),
+    ("radam", dict(convention="keras"), "convention"),  # Keras has no RAdam
+    ("sgd", dict(nesterov=True, convention="torch"), "nesterov"),
     ("radam", dict(betas=(0.9, float("nan"))), r"betas\[1\]"),
     ("lion", dict(betas=(0.9, 1.0)), r"betas\[1\]"),
     ("adam", dict(max_grad_norm=0.0), "max_grad_norm"),
