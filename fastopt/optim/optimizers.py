@@ -5,29 +5,28 @@ defaults: an argument whose default differs between the two shows ``DEFAULT`` in
 signature and takes the convention's value when it is left out (a value passed always
 wins). The defaults that differ (the others are the same in both):
 
-=========  ===================  ==============================================
-optimizer  argument             torch                  Keras 3 (convention="keras")
-=========  ===================  ==============================================
-SGD        lr                   1e-3                   1e-2
-Adagrad    lr                   1e-2                   1e-3
-           initial_acc._value   0                      0.1
-           eps                  1e-10                  1e-7
-RMSprop    lr                   1e-2                   1e-3
-           alpha (Keras rho)    0.99                   0.9
-           eps                  1e-8                   1e-7
-Adam       eps                  1e-8                   1e-7
-AdamW      eps                  1e-8                   1e-7
-           weight_decay         1e-2                   4e-3
-Adadelta   lr                   1.0                    1e-3
-           rho                  0.9                    0.95
-           eps                  1e-6                   1e-7
-Adamax     lr                   2e-3                   1e-3
-           eps                  1e-8                   1e-7
-NAdam      lr                   2e-3                   1e-3
-           eps                  1e-8                   1e-7
-           momentum_decay       4e-3                   1.0 (Keras: mu_t = beta1*(1 - 0.5*0.96^t))
-Lion       lr                   1e-4                   1e-3
-=========  ===================  ==============================================
+::
+
+    optimizer  argument                   torch    Keras 3 (convention="keras")
+    SGD        lr                         1e-3     1e-2
+    Adagrad    lr                         1e-2     1e-3
+               initial_accumulator_value  0        0.1
+               eps                        1e-10    1e-7
+    RMSprop    lr                         1e-2     1e-3
+               alpha (Keras's rho)        0.99     0.9
+               eps                        1e-8     1e-7
+    Adam       eps                        1e-8     1e-7
+    AdamW      eps                        1e-8     1e-7
+               weight_decay               1e-2     4e-3
+    Adadelta   lr                         1.0      1e-3
+               rho                        0.9      0.95
+               eps                        1e-6     1e-7
+    Adamax     lr                         2e-3     1e-3
+               eps                        1e-8     1e-7
+    NAdam      lr                         2e-3     1e-3
+               eps                        1e-8     1e-7
+               momentum_decay             4e-3     1.0  (mu_t = beta1*(1 - 0.5*0.96^t))
+    Lion       lr                         1e-4     1e-3
 
 RAdam has no Keras counterpart (torch convention only). ``Optimizer.default_arguments(
 convention)`` gives every default of a class. Keras's ``weight_decay=None`` is 0 here,
