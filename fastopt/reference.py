@@ -12,9 +12,10 @@ Public interface
 ``RefOptimizer(name, params, convention="torch", **hyper)``
     ``name``: one of ``NAMES`` (lowercase).  ``params``: list of float32 /
     float64 NumPy arrays, updated IN PLACE by ``step``.  ``convention``:
-    ``"torch"`` (all optimizers) or ``"keras"`` (sgd, adagrad, rmsprop, adam,
-    adamw only).  ``hyper``: hyperparameters named as in ``torch.optim``;
-    missing ones take ``DEFAULTS[name]``.  ``lr`` may be a float or a callable
+    ``"torch"`` (all optimizers) or ``"keras"`` (all but radam, which Keras
+    lacks).  ``hyper``: hyperparameters named as in ``torch.optim``;
+    missing ones take ``DEFAULTS[name]`` (torch) or ``KERAS_DEFAULTS[name]``
+    (keras).  ``lr`` may be a float or a callable
     ``step -> lr`` where ``step`` is the 0-based index of the update.
 
 ``RefOptimizer.step(grads, grad_scale=1.0)``
@@ -39,9 +40,12 @@ Public interface
 ``DEFAULTS[name]``       torch 2.13 signature defaults, except Adagrad's
                          ``initial_accumulator_value`` which is ``None`` =
                          "0.0 for torch, 0.1 (Keras' default) for keras".
-                         The keras convention uses the same (torch) names and
-                         defaults: ``alpha`` is Keras' ``rho``, ``eps`` its
-                         ``epsilon``, ``betas`` its ``(beta_1, beta_2)``.
+                         The keras convention uses the same (torch) names:
+                         ``alpha`` is Keras' ``rho``, ``eps`` its ``epsilon``,
+                         ``betas`` its ``(beta_1, beta_2)``.
+``KERAS_DEFAULTS[name]`` Keras 3.15 signature defaults under those names
+                         (``weight_decay=None`` is 0; NAdam's
+                         ``momentum_decay=1.0`` is Keras' 0.96**t schedule).
 ``STATE_NAMES[name]``    every state symbol the optimizer can have.
 ``TORCH_STATE_KEYS[name]`` symbol -> key in ``torch.optim`` state dicts.
 ``KERAS_STATE_KEYS[name]`` symbol -> Keras optimizer attribute holding the
@@ -82,6 +86,7 @@ __all__ = [
     "NAMES",
     "KERAS_NAMES",
     "DEFAULTS",
+    "KERAS_DEFAULTS",
     "STATE_NAMES",
     "TORCH_STATE_KEYS",
     "KERAS_STATE_KEYS",
@@ -100,7 +105,8 @@ NAMES = (
     "radam",
     "lion",
 )
-KERAS_NAMES = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
+KERAS_NAMES = ("sgd", "adagrad", "rmsprop", "adam", "adamw", "adadelta", "adamax",
+               "nadam", "lion")
 
 # torch.optim 2.13 defaults (Lion: Chen et al. 2023).
 DEFAULTS = {
@@ -129,6 +135,21 @@ DEFAULTS = {
     "lion": dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0,
                  maximize=False),
 }
+
+# Keras 3.15 defaults (keras/src/optimizers/*.py), in torch's names; the rest as DEFAULTS.
+_KERAS_OVERRIDES = {
+    "sgd": dict(lr=1e-2),
+    "adagrad": dict(lr=1e-3, initial_accumulator_value=0.1, eps=1e-7),
+    "rmsprop": dict(lr=1e-3, alpha=0.9, eps=1e-7),
+    "adam": dict(eps=1e-7),
+    "adamw": dict(eps=1e-7, weight_decay=4e-3),
+    "adadelta": dict(lr=1e-3, rho=0.95, eps=1e-7),
+    "adamax": dict(lr=1e-3, eps=1e-7),
+    # Keras' Nadam: mu_t = beta_1 * (1 - 0.5 * 0.96**t), torch's formula with psi = 1
+    "nadam": dict(lr=1e-3, eps=1e-7, momentum_decay=1.0),
+    "lion": dict(lr=1e-3),
+}
+KERAS_DEFAULTS = {n: {**DEFAULTS[n], **_KERAS_OVERRIDES[n]} for n in KERAS_NAMES}
 
 # Math symbols of the per-param state arrays (all that can occur).
 STATE_NAMES = {
@@ -164,6 +185,10 @@ KERAS_STATE_KEYS = {
     "rmsprop": {"v": "_velocities", "gm": "_average_gradients", "b": "_momentums"},
     "adam": {"m": "_momentums", "v": "_velocities", "vmax": "_velocity_hats"},
     "adamw": {"m": "_momentums", "v": "_velocities", "vmax": "_velocity_hats"},
+    "adadelta": {"v": "_accumulated_grads", "u": "_accumulated_delta_vars"},
+    "adamax": {"m": "_m", "u": "_u"},
+    "nadam": {"m": "_momentums", "v": "_velocities"},  # mu_prod: one _u_product
+    "lion": {"m": "_momentums"},
 }
 
 LR = Union[float, Callable[[int], float]]
@@ -197,7 +222,7 @@ class RefOptimizer:
         if unknown:
             raise TypeError(f"{name}: unknown hyperparameters {sorted(unknown)}")
 
-        h = dict(DEFAULTS[name])
+        h = dict(KERAS_DEFAULTS[name] if convention == "keras" else DEFAULTS[name])
         h.update(hyper)
         if "betas" in h:
             b1, b2 = h["betas"]
@@ -512,3 +537,48 @@ class RefOptimizer:
         p[...] = p - (m * c(alpha, p)) / (np.sqrt(v) + c(h["eps"], p))
 
     _keras_adamw = _keras_adam
+
+    def _keras_adadelta(self, p, g, st, lr, t):
+        h, c = self.hyper, self._c
+        rho, eps = h["rho"], h["eps"]
+        self._keras_wd(p, lr)
+        v, u = st["v"], st["u"]
+        v[...] = c(rho, p) * v + c(1.0 - rho, p) * (g * g)
+        delta = -((np.sqrt(u + c(eps, p)) * g) / np.sqrt(v + c(eps, p)))
+        u[...] = c(rho, p) * u + c(1.0 - rho, p) * (delta * delta)
+        p[...] = p + c(lr, p) * delta
+
+    def _keras_adamax(self, p, g, st, lr, t):
+        h, c = self.hyper, self._c
+        b1, b2 = h["betas"]
+        self._keras_wd(p, lr)
+        m, u = st["m"], st["u"]
+        m[...] = m + (g - m) * c(1.0 - b1, p)
+        u[...] = np.maximum(c(b2, p) * u, np.abs(g))            # eps not inside the max
+        p[...] = p - (c(lr, p) * m) / (c(1.0 - b1 ** t, p) * (u + c(h["eps"], p)))
+
+    def _keras_nadam(self, p, g, st, lr, t):
+        h, c = self.hyper, self._c
+        b1, b2 = h["betas"]
+        psi = h["momentum_decay"]                      # 1.0: Keras' schedule 0.96**t
+        self._keras_wd(p, lr)
+        u_t = b1 * (1.0 - 0.5 * 0.96 ** (t * psi))
+        u_next = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi))
+        mu_prod = st["mu_prod"]
+        mu_prod[...] = mu_prod * c(u_t, mu_prod)       # Keras: _u_product, variable dtype
+        prod = float(mu_prod)
+        m, v = st["m"], st["v"]
+        m[...] = m + (g - m) * c(1.0 - b1, p)
+        v[...] = v + (g * g - v) * c(1.0 - b2, p)
+        m_hat = (c(u_next, p) * m) / c(1.0 - prod * u_next, p) + (
+            c(1.0 - u_t, p) * g) / c(1.0 - prod, p)
+        v_hat = v / c(1.0 - b2 ** t, p)
+        p[...] = p - (m_hat * c(lr, p)) / (np.sqrt(v_hat) + c(h["eps"], p))
+
+    def _keras_lion(self, p, g, st, lr, t):
+        h, c = self.hyper, self._c
+        b1, b2 = h["betas"]
+        self._keras_wd(p, lr)
+        m = st["m"]
+        p[...] = p - c(lr, p) * np.sign(m * c(b1, p) + g * c(1.0 - b1, p))
+        m[...] = m * c(b2, p) + g * c(1.0 - b2, p)

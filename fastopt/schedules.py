@@ -3,7 +3,7 @@
 A *schedule* is any callable ``step -> float``, where ``step`` is the 0-based
 index of the update being applied: the first update uses ``schedule(0)``, the
 second ``schedule(1)`` and so on.  This is the numbering Keras uses
-(``optimizer.iterations`` before the increment), so the five Keras-style
+(``optimizer.iterations`` before the increment), so the six Keras-style
 classes below return exactly what ``keras.optimizers.schedules.<Name>``
 returns for the same arguments (up to Keras's float32 rounding; these compute
 in float64).
@@ -14,8 +14,9 @@ module is essentially free, and every schedule returns a Python ``float``.
 Contents
 --------
 * :class:`ExponentialDecay`, :class:`PiecewiseConstantDecay`,
-  :class:`PolynomialDecay`, :class:`InverseTimeDecay`, :class:`CosineDecay`:
-  the Keras 3 schedules, same arguments and results.
+  :class:`PolynomialDecay`, :class:`InverseTimeDecay`, :class:`CosineDecay`,
+  :class:`CosineDecayRestarts`: the Keras 3 schedules, same arguments and
+  results.
 * :class:`LinearWarmup`: linear ramp, then constant or another schedule.
 * :class:`Constant` and :func:`as_schedule` (how optimizers turn ``lr=0.1``
   or a schedule into a callable).
@@ -54,6 +55,7 @@ __all__ = [
     "PolynomialDecay",
     "InverseTimeDecay",
     "CosineDecay",
+    "CosineDecayRestarts",
     "LinearWarmup",
     "Constant",
     "Join",
@@ -492,6 +494,114 @@ class CosineDecay(Schedule):
         return self._cosine(step - warmup_steps, self.warmup_target)
 
 
+class CosineDecayRestarts(Schedule):
+    r"""Cosine decay with warm restarts, SGDR (Loshchilov & Hutter 2017)
+    (``keras.optimizers.schedules.CosineDecayRestarts``).
+
+    The steps are cut into periods: the first lasts :math:`T_0` =
+    ``first_decay_steps`` steps, each next one ``t_mul`` times longer.  In
+    period :math:`i = 0, 1, \dots`, which starts at step
+    :math:`T_0 (1 + m + \dots + m^{i-1})` (:math:`m` = ``t_mul``), with
+    :math:`f \in [0, 1)` the fraction of the period done:
+
+    .. math::
+
+        \eta(t) = \eta_0 \left[(1 - \alpha)\, \mu^i\,
+                  \tfrac12 \left(1 + \cos \pi f\right) + \alpha\right]
+
+    (:math:`\mu` = ``m_mul``): every period decays from
+    :math:`\eta_0 \mu^i` (scaled by ``1 - alpha``) towards
+    :math:`\alpha \eta_0`, then the rate jumps back up.  Keras's formula,
+    which finds :math:`i` as ``floor(log(1 - (t/T0)(1 - m)) / log(m))``;
+    this class computes in float64 and also checks :math:`i` against the
+    period boundaries, since that ratio can round down at the first step of
+    a period (in Python's float64 ``log(243)/log(3) < 5``), which would give
+    that step the end-of-period rate instead of the restart.
+
+    Args:
+        initial_learning_rate: :math:`\eta_0`, non-negative finite number.
+        first_decay_steps: :math:`T_0`, positive integer: length of the
+            first period.
+        t_mul: :math:`m \ge 1`, each period's length over the previous
+            one's (Keras's default 2.0; 1.0 gives periods of equal length).
+            Below 1 the periods would shrink and end after
+            :math:`T_0/(1 - m)` steps (where Keras returns NaN), so it is
+            refused.
+        m_mul: :math:`\mu \ge 0`, each restart's peak over the previous
+            one's (default 1.0: every restart returns to
+            ``initial_learning_rate``).
+        alpha: :math:`\alpha \in [0, 1]`, the minimum rate as a fraction of
+            ``initial_learning_rate``.
+        name: Keras's name of the schedule; accepted for Keras code and
+            ignored (not part of ``get_config``).
+
+    Example (periods of 10, 20, 40, ... steps; each restart, at steps 10,
+    30, 70, ..., peaks at half the previous one):
+        >>> s = CosineDecayRestarts(0.1, first_decay_steps=10, m_mul=0.5)
+        >>> s(0), round(s(5), 6), s(10), round(s(20), 6), s(30)
+        (0.1, 0.05, 0.05, 0.025, 0.025)
+
+    Note (torch): ``CosineAnnealingWarmRestarts(T_0, T_mult, eta_min)`` is the
+    ``m_mul=1`` form with an integer ``T_mult`` and an absolute minimum
+    ``eta_min = alpha * lr0``; torch counts ``scheduler.step()`` calls.
+    """
+
+    _PARAMS = ("initial_learning_rate", "first_decay_steps", "t_mul", "m_mul",
+               "alpha")
+
+    def __init__(self, initial_learning_rate, first_decay_steps, t_mul=2.0,
+                 m_mul=1.0, alpha=0.0, name="SGDRDecay"):
+        self.initial_learning_rate = _lr_arg("initial_learning_rate",
+                                             initial_learning_rate)
+        self.first_decay_steps = _checks.whole("first_decay_steps",
+                                               first_decay_steps, 1)
+        t_mul = _checks.number("t_mul", t_mul, "a finite number >= 1")
+        if t_mul < 1.0:
+            raise ValueError(
+                f"t_mul must be >= 1, got {t_mul}: with t_mul < 1 every "
+                "period is shorter than the one before and the schedule ends "
+                f"after first_decay_steps/(1 - t_mul) = "
+                f"{self.first_decay_steps / (1.0 - t_mul):g} steps; use "
+                "t_mul=1.0 for periods of equal length")
+        self.t_mul = t_mul
+        self.m_mul = _checks.number("m_mul", m_mul,
+                                    "a non-negative finite number")
+        self.alpha = _checks.number("alpha", alpha,
+                                    "a finite number in [0, 1]", 0.0, 1.0)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, got "
+                            f"{_checks.describe(name)}")
+        self.name = name
+
+    def _start(self, i):
+        """The start of period i, in units of first_decay_steps."""
+        if self.t_mul == 1.0:
+            return float(i)
+        return (1.0 - self.t_mul ** i) / (1.0 - self.t_mul)
+
+    def _period(self, fraction):
+        """(period index i, fraction f of period i done) at ``fraction``
+        first periods since step 0."""
+        t_mul = self.t_mul
+        if t_mul == 1.0:
+            i = math.floor(fraction)
+            return i, fraction - i
+        i = math.floor(math.log(1.0 - fraction * (1.0 - t_mul))
+                       / math.log(t_mul))
+        # the log ratio may round across a period boundary: check against it
+        if fraction >= self._start(i + 1):
+            i += 1
+        elif fraction < self._start(i):
+            i -= 1
+        return i, (fraction - self._start(i)) / t_mul ** i
+
+    def _value(self, step):
+        i, f = self._period(step / self.first_decay_steps)
+        cosine = 0.5 * self.m_mul ** i * (1.0 + math.cos(math.pi * f))
+        return self.initial_learning_rate * (
+            (1.0 - self.alpha) * cosine + self.alpha)
+
+
 # --------------------------------------------------------------------------
 # non-Keras schedules
 # --------------------------------------------------------------------------
@@ -694,6 +804,7 @@ SCHEDULES = {
     "polynomial": PolynomialDecay,
     "inverse_time": InverseTimeDecay,
     "cosine": CosineDecay,
+    "cosine_restarts": CosineDecayRestarts,
     "warmup": LinearWarmup,
     "constant": Constant,
 }
@@ -704,6 +815,7 @@ _LR_PARAM = {
     PolynomialDecay: "initial_learning_rate",
     InverseTimeDecay: "initial_learning_rate",
     CosineDecay: "initial_learning_rate",
+    CosineDecayRestarts: "initial_learning_rate",
     LinearWarmup: "peak",
     Constant: "lr",
     PiecewiseConstantDecay: None,  # lr is values[0], see from_string
@@ -721,7 +833,8 @@ def from_string(spec, lr):
         value := true | false | none | INT | FLOAT | item { ";" item }
 
     ``NAME`` is a key of :data:`SCHEDULES` (``exponential``, ``piecewise``,
-    ``polynomial``, ``inverse_time``, ``cosine``, ``warmup``, ``constant``)
+    ``polynomial``, ``inverse_time``, ``cosine``, ``cosine_restarts``,
+    ``warmup``, ``constant``)
     and the keys are the class's constructor arguments.  Words are
     case-insensitive, whitespace around items is ignored, ints are written
     without a decimal point (``decay_steps=1000``) and floats with one or an
@@ -733,8 +846,9 @@ def from_string(spec, lr):
     ``lr`` is the schedule's learning rate at step 0, so that a command line
     can say ``--lr 0.1 --schedule cosine:decay_steps=1000``:
 
-    * ``exponential``, ``polynomial``, ``inverse_time``, ``cosine``: ``lr``
-      is ``initial_learning_rate``;
+    * ``exponential``, ``polynomial``, ``inverse_time``, ``cosine``,
+      ``cosine_restarts``: ``lr`` is ``initial_learning_rate``
+      (``cosine_restarts:first_decay_steps=100,t_mul=2.0,m_mul=0.9``);
     * ``constant``: ``lr`` is the rate;
     * ``piecewise``: ``lr`` is the rate up to the first boundary and
       ``values`` lists the rates *after* each boundary, so it has

@@ -44,6 +44,15 @@ CASES = [
     ("rmsprop", "keras", dict(lr=0.01, centered=True, momentum=0.9, eps=1e-3)),
     ("adam", "keras", dict(lr=0.01, weight_decay=0.1)),
     ("adamw", "keras", dict(lr=0.01, amsgrad=True, eps=1e-3)),
+    ("sgd", "keras", dict(lr=0.1, nesterov=True)),  # Keras: nesterov without momentum
+    ("adadelta", "keras", dict(lr=0.5, weight_decay=0.1, rho=0.5)),
+    ("adadelta", "keras", dict(maximize=True)),
+    ("adamax", "keras", dict(lr=0.01, weight_decay=0.1)),
+    ("adamax", "keras", dict(lr=0.01, betas=(0.2, 0.5), eps=1e-3, maximize=True)),
+    ("nadam", "keras", dict(lr=0.01, weight_decay=0.1)),
+    ("nadam", "keras", dict(lr=0.01, betas=(0.3, 0.8), momentum_decay=0.1, maximize=True)),
+    ("lion", "keras", dict(lr=0.01, weight_decay=0.1)),
+    ("lion", "keras", dict(lr=0.01, betas=(0.5, 0.7), maximize=True)),
 ]
 
 # state that must stay non-negative (second moments, accumulators)

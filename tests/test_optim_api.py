@@ -124,7 +124,8 @@ BAD_HYPER = [
     ("adagrad", dict(initial_accumulator_value=-1.0), "initial_accumulator_value"),
     ("adadelta", dict(rho=1.5), "rho"),
     ("nadam", dict(momentum_decay=-1.0), "momentum_decay"),
-    ("nadam", dict(convention="keras"), "convention"),
+    ("radam", dict(convention="keras"), "convention"),  # Keras has no RAdam
+    ("sgd", dict(nesterov=True, convention="torch"), "nesterov"),
     ("radam", dict(betas=(0.9, float("nan"))), r"betas\[1\]"),
     ("lion", dict(betas=(0.9, 1.0)), r"betas\[1\]"),
     ("adam", dict(max_grad_norm=0.0), "max_grad_norm"),
@@ -273,7 +274,8 @@ def test_repr_names_options():
     assert "Adam(2 arrays" in r and "amsgrad=True" in r and "lr=0.5" in r
 
 
-@pytest.mark.parametrize("module", ["fastopt", "fastopt.optim", "fastopt.optim.optimizers"])
+@pytest.mark.parametrize("module", ["fastopt", "fastopt.optim", "fastopt.optim.optimizers",
+                                    "fastopt.optim.base"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib
@@ -306,3 +308,25 @@ def test_optimizer_deep_copies_and_pickles(name):
     for twin in (copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
         assert twin.steps == opt.steps and twin.backend == opt.backend
         assert twin.param_groups[0]["params"][0] is not p
+
+
+def test_convention_defaults_resolve_once():
+    """DEFAULT in a signature: one object (copies and pickles are it), resolved to the
+    convention's value when the optimizer is built, never stored."""
+    import copy
+    import inspect
+    import pickle
+
+    from fastopt.optim.base import DEFAULT
+
+    assert copy.deepcopy(DEFAULT) is DEFAULT and pickle.loads(pickle.dumps(DEFAULT)) is DEFAULT
+    assert "lr=DEFAULT" in str(inspect.signature(optim.SGD))
+    for name, cls in optim.OPTIMIZERS.items():
+        for convention in cls._rules:
+            opt = cls(np.zeros(2), convention=convention)
+            assert DEFAULT not in opt.defaults.values(), (name, convention)
+            assert opt.defaults == {k: v for k, v in cls.default_arguments(convention).items()
+                                    if k in opt.defaults}
+    assert copy.deepcopy(optim.SGD(np.zeros(2), convention="keras")).defaults["lr"] == 0.01
+    # a passed value equal to the other convention's default is kept
+    assert optim.SGD(np.zeros(2), lr=1e-3, convention="keras").defaults["lr"] == 1e-3

@@ -84,6 +84,17 @@ KERAS_CASES = [
     # warmup_target with warmup_steps=0: Keras decays from warmup_target
     ("CosineDecay", dict(initial_learning_rate=0.01, decay_steps=100,
                          alpha=0.1, warmup_target=0.5, warmup_steps=0)),
+    ("CosineDecayRestarts", dict(initial_learning_rate=0.1,
+                                 first_decay_steps=10)),
+    ("CosineDecayRestarts", dict(initial_learning_rate=0.3,
+                                 first_decay_steps=7, t_mul=1.5, m_mul=0.9,
+                                 alpha=0.05)),
+    ("CosineDecayRestarts", dict(initial_learning_rate=0.1,
+                                 first_decay_steps=20, t_mul=1.0, m_mul=0.5,
+                                 alpha=0.1)),
+    # restarts at steps 1, 4, 13, 40, 121: log(243)/log(3) rounds below 5
+    ("CosineDecayRestarts", dict(initial_learning_rate=0.2,
+                                 first_decay_steps=1, t_mul=3.0, m_mul=1.1)),
 ]
 
 
@@ -333,6 +344,7 @@ ALL_EXAMPLES = [
     PolynomialDecay(0.1, 10, end_learning_rate=0.01, power=2.0, cycle=True),
     InverseTimeDecay(0.1, 10, 0.5),
     CosineDecay(0.0, 100, alpha=0.1, warmup_target=0.1, warmup_steps=10),
+    S.CosineDecayRestarts(0.1, 10, t_mul=1.5, m_mul=0.8, alpha=0.1),
     LinearWarmup(10, 0.1, start=0.01, after=CosineDecay(0.1, 20)),
     Constant(0.1),
     join([LinearWarmup(3, 0.1), CosineDecay(0.1, 20)], [3]),
@@ -488,6 +500,18 @@ BAD_CONSTRUCTIONS = [
      "lr must be a non-negative finite number, got -1.0"),
     (lambda: Constant(float("inf")), ValueError,
      "lr must be a non-negative finite number"),
+    (lambda: S.CosineDecayRestarts(0.1, 0), ValueError,
+     "first_decay_steps must be a positive integer, got 0"),
+    (lambda: S.CosineDecayRestarts(0.1, 10, t_mul=0.5), ValueError,
+     r"t_mul must be >= 1, got 0.5: .* ends after .* = 20 steps"),
+    (lambda: S.CosineDecayRestarts(0.1, 10, t_mul=float("nan")), ValueError,
+     "t_mul must be a finite number >= 1"),
+    (lambda: S.CosineDecayRestarts(0.1, 10, m_mul=-1.0), ValueError,
+     "m_mul must be a non-negative finite number"),
+    (lambda: S.CosineDecayRestarts(0.1, 10, alpha=1.5), ValueError,
+     r"alpha must be a finite number in \[0, 1\]"),
+    (lambda: S.CosineDecayRestarts(0.1, 10, name=3), TypeError,
+     "name must be a str or None"),
 ]
 
 
@@ -633,7 +657,7 @@ def test_from_string_round_trip_random(name, lr, steps, rate, staircase):
 
 BAD_SPECS = [
     ("cosin:decay_steps=10", "unknown schedule 'cosin'.*valid names: "
-     "exponential, piecewise, polynomial, inverse_time, cosine, warmup, "
+     "exponential, piecewise, polynomial, inverse_time, cosine, cosine_restarts, warmup, "
      "constant"),
     ("cosine:decay_step=10", "unknown key.*decay_step.*valid keys: "
      "decay_steps, alpha, warmup_target, warmup_steps"),
@@ -689,7 +713,8 @@ def test_registry():
     assert SCHEDULES == {
         "exponential": ExponentialDecay, "piecewise": PiecewiseConstantDecay,
         "polynomial": PolynomialDecay, "inverse_time": InverseTimeDecay,
-        "cosine": CosineDecay, "warmup": LinearWarmup, "constant": Constant}
+        "cosine": CosineDecay, "cosine_restarts": S.CosineDecayRestarts,
+        "warmup": LinearWarmup, "constant": Constant}
     for cls in SCHEDULES.values():
         assert issubclass(cls, Schedule)
 

@@ -346,3 +346,66 @@ def adam_keras(p, g, m, v, vhat, h, f):
     else:
         p = p - (m * alpha) / (math.sqrt(v) + eps)
     return p, m, v, vhat
+
+
+@update_rule("adadelta_keras", state=("accumulated_grad", "accumulated_delta_var"))
+def adadelta_keras(p, g, v, u, s2, h, f):
+    """Keras's Adadelta: torch's formula, Keras's operation order and decoupled decay."""
+    lr, gscale, weight_decay, rho, one_minus_rho, eps = h
+    (has_wd,) = f
+    p = keras_weight_decay(p, weight_decay, lr, has_wd)
+    g = g * gscale
+    v = rho * v + one_minus_rho * (g * g)
+    delta = -((math.sqrt(u + eps) * g) / math.sqrt(v + eps))
+    u = rho * u + one_minus_rho * (delta * delta)
+    p = p + lr * delta
+    return p, v, u, s2
+
+
+@update_rule("adamax_keras", state=("momentum", "norm"))
+def adamax_keras(p, g, m, u, s2, h, f):
+    """Keras's Adamax: u = max(beta2*u, |g|) (eps added outside the max, unlike torch);
+    p = p - lr*m / ((1 - beta1^t)*(u + eps))."""
+    lr, gscale, weight_decay, one_minus_beta1, beta2, bc1, eps = h
+    (has_wd,) = f
+    p = keras_weight_decay(p, weight_decay, lr, has_wd)
+    g = g * gscale
+    m = m + (g - m) * one_minus_beta1
+    u = maximum(beta2 * u, abs(g))
+    p = p - (lr * m) / (bc1 * (u + eps))
+    return p, m, u, s2
+
+
+@update_rule("nadam_keras", state=("momentum", "velocity"))
+def nadam_keras(p, g, m, v, s2, h, f):
+    """Keras's Nadam: Adam's moments, m_hat = u_{t+1}*m/(1 - U_t*u_{t+1}) +
+    (1 - u_t)*g/(1 - U_t) with U_t = u_1*...*u_t (host side), v_hat = v/(1 - beta2^t)."""
+    (lr, gscale, weight_decay, one_minus_beta1, one_minus_beta2, u_next, one_minus_u,
+     one_minus_u_product, one_minus_u_product_next, bc2, eps) = h
+    (has_wd,) = f
+    p = keras_weight_decay(p, weight_decay, lr, has_wd)
+    g = g * gscale
+    m = m + (g - m) * one_minus_beta1
+    v = v + (g * g - v) * one_minus_beta2
+    m_hat = (u_next * m) / one_minus_u_product_next + (one_minus_u * g) / one_minus_u_product
+    v_hat = v / bc2
+    p = p - (m_hat * lr) / (math.sqrt(v_hat) + eps)
+    return p, m, v, s2
+
+
+@update_rule("lion_keras", state=("momentum",))
+def lion_keras(p, g, m, s1, s2, h, f):
+    """Keras's Lion: Keras's decoupled decay p - p*wd*lr, then the sign step."""
+    lr, gscale, weight_decay, beta1, one_minus_beta1, beta2, one_minus_beta2 = h
+    (has_wd,) = f
+    p = keras_weight_decay(p, weight_decay, lr, has_wd)
+    g = g * gscale
+    c = m * beta1 + g * one_minus_beta1
+    if c > 0:
+        p = p - lr
+    elif c < 0:
+        p = p + lr
+    else:
+        p = p - lr * c  # c == 0 leaves p; a NaN update propagates as ops.sign would
+    m = m * beta2 + g * one_minus_beta2
+    return p, m, s1, s2

@@ -12,6 +12,7 @@ uses too: ``plan_steps(k)`` computes the scalars of k steps into a ``StepPlan`` 
 changing anything, ``commit_steps(plan, n)`` records the n steps the loop applied.
 """
 
+import inspect
 import math
 import operator
 
@@ -37,6 +38,32 @@ def global_norm(grads):
     return _clip.global_norm(grads)
 
 CONVENTIONS = ("torch", "keras")
+class _ConventionDefault:
+    """The default of an argument whose default differs between the conventions.
+
+    An optimizer's signature shows ``DEFAULT`` for such an argument; left out, it takes
+    the value of the optimizer's ``convention`` (``Optimizer._convention_defaults``:
+    torch's default for "torch", Keras 3's for "keras"); passed, the value passed always
+    wins, even where it equals one of the defaults.
+    """
+
+    _instance = None
+
+    def __new__(cls):  # one object, so that ``is DEFAULT`` holds after a copy or pickle
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __reduce__(self):
+        return (_ConventionDefault, ())
+
+    def __repr__(self):
+        return "DEFAULT"
+
+
+#: the signature default of the arguments that take the convention's default
+DEFAULT = _ConventionDefault()
+
 #: the host kernels an optimizer can use (``backend=``); the GPU always uses CUDA's
 BACKENDS = ("numba", "cython")
 
@@ -136,6 +163,8 @@ class Optimizer:
     Subclass contract:
 
     - ``_rules``: dict convention -> rule name in ``fastopt.kernels.rules.RULES``.
+    - ``_convention_defaults``: dict convention -> {argument: default} for the arguments
+      whose signature default is ``DEFAULT`` (they differ between torch and Keras 3).
     - ``_check_combination(group)``: checks that involve several hyperparameters (each one
       alone is checked by ``HYPER_CHECKS``).
     - ``_slots(group)``: the state names this configuration uses (subset of the rule's).
@@ -152,6 +181,7 @@ class Optimizer:
     """
 
     _rules = {}
+    _convention_defaults = {}
     _hyper_checks = {}  # name -> check, for hyperparameters that HYPER_CHECKS lacks
     _group_state_checks = {}  # name -> check, for group state that GROUP_STATE_CHECKS lacks
 
@@ -166,6 +196,12 @@ class Optimizer:
                              f"got {convention!r}")
         self.convention = convention
         self.rule = _registry.RULES[self._rules[convention]]
+        table = self._convention_defaults.get(convention, {})
+        missing = sorted(k for k, v in defaults.items() if v is DEFAULT and k not in table)
+        if missing:
+            raise TypeError(f"{type(self).__name__} has no {convention!r} default for "
+                            f"{missing}: add it to its _convention_defaults")
+        defaults = {k: table[k] if v is DEFAULT else v for k, v in defaults.items()}
         self.skip_nonfinite = _checks.flag("skip_nonfinite", skip_nonfinite)
         self.max_grad_norm = (None if max_grad_norm is None else
                               _checks.real("max_grad_norm", max_grad_norm, low=0.0,
@@ -206,6 +242,27 @@ class Optimizer:
         for gi in range(len(self.param_groups)):
             self._refresh_group(gi)
         self._check_scalar_names()
+
+    @classmethod
+    def default_arguments(cls, convention="torch"):
+        """{argument: default} of the hyperparameters under ``convention``: what an argument
+        the caller leaves out becomes (``DEFAULT`` resolved to the convention's value).
+
+        >>> from fastopt import optim
+        >>> optim.RMSprop.default_arguments("keras")["alpha"]
+        0.9
+        """
+        if convention not in cls._rules:
+            allowed = " or ".join(repr(c) for c in cls._rules)
+            raise ValueError(f"convention must be {allowed} for {cls.__name__}, "
+                             f"got {convention!r}")
+        table = cls._convention_defaults.get(convention, {})
+        found = {}
+        for name, par in inspect.signature(cls.__init__).parameters.items():
+            if name in ("self", "params") or par.kind is par.KEYWORD_ONLY:
+                continue
+            found[name] = table[name] if par.default is DEFAULT else par.default
+        return found
 
     # -----------------------------------------------------------------------------------
     # construction

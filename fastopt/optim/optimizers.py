@@ -1,5 +1,37 @@
 """The optimizers. Names, arguments, defaults and formulas follow ``torch.optim`` 2.13.
 
+``convention="keras"`` selects Keras 3's formulas (``keras.optimizers``, 3.15) and its
+defaults: an argument whose default differs between the two shows ``DEFAULT`` in the
+signature and takes the convention's value when it is left out (a value passed always
+wins). The defaults that differ (the others are the same in both):
+
+::
+
+    optimizer  argument                   torch    Keras 3 (convention="keras")
+    SGD        lr                         1e-3     1e-2
+    Adagrad    lr                         1e-2     1e-3
+               initial_accumulator_value  0        0.1
+               eps                        1e-10    1e-7
+    RMSprop    lr                         1e-2     1e-3
+               alpha (Keras's rho)        0.99     0.9
+               eps                        1e-8     1e-7
+    Adam       eps                        1e-8     1e-7
+    AdamW      eps                        1e-8     1e-7
+               weight_decay               1e-2     4e-3
+    Adadelta   lr                         1.0      1e-3
+               rho                        0.9      0.95
+               eps                        1e-6     1e-7
+    Adamax     lr                         2e-3     1e-3
+               eps                        1e-8     1e-7
+    NAdam      lr                         2e-3     1e-3
+               eps                        1e-8     1e-7
+               momentum_decay             4e-3     1.0  (mu_t = beta1*(1 - 0.5*0.96^t))
+    Lion       lr                         1e-4     1e-3
+
+RAdam has no Keras counterpart (torch convention only). ``Optimizer.default_arguments(
+convention)`` gives every default of a class. Keras's ``weight_decay=None`` is 0 here,
+and Keras applies any weight decay decoupled (``p = p - p*wd*lr`` before the update).
+
 Each class only validates hyperparameters and computes the per-step scalars on the host;
 the element-wise formula lives once in ``fastopt.kernels.rules``. Notation in the
 docstrings: p parameter, g gradient, t step (1 for the first update), lr the learning
@@ -14,7 +46,7 @@ gradients, which also serves the non-finite check; the gradients are not modifie
 
 import math
 
-from .base import Optimizer
+from .base import DEFAULT, Optimizer
 from .catalogue import Facts
 
 _COMMON_DOC = """
@@ -58,13 +90,17 @@ class SGD(Optimizer):
     The two agree while lr is constant (v = -lr*b); with a schedule they differ because
     torch scales the accumulated buffer by the current lr. Keras has no dampening.
 
+    Keras's defaults: lr=0.01. Keras accepts ``nesterov=True`` with momentum 0 (and then
+    takes plain SGD steps, as Keras does); torch refuses it.
+
     Parameters
     ----------
     params : array, list of arrays, or list of parameter-group dicts
     lr : float or schedule (callable step -> float)
+        Default 1e-3 (torch), 1e-2 (Keras).
     momentum, dampening : float
     nesterov : bool
-        Needs momentum > 0 and dampening = 0.
+        torch: needs momentum > 0 and dampening = 0.
     weight_decay : float
         L2 penalty added to the gradient (torch); decoupled in the Keras convention.
     maximize : bool
@@ -83,6 +119,7 @@ class SGD(Optimizer):
     """
 
     _rules = {"torch": "sgd", "keras": "sgd_keras"}
+    _convention_defaults = {"torch": dict(lr=1e-3), "keras": dict(lr=1e-2)}
     facts = Facts(torch="SGD", torch_fused=True, keras="SGD",
                   # momentum, so that SGD carries state like its peers
                   bench=dict(lr=1e-3, momentum=0.9),
@@ -93,7 +130,7 @@ class SGD(Optimizer):
                             ("gd_lr", 0.1))),
                   textbook=dict(convention="keras"))  # v = momentum*v - lr*g; p += v
 
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False,
+    def __init__(self, params, lr=DEFAULT, momentum=0.0, dampening=0.0, nesterov=False,
                  weight_decay=0.0, maximize=False, *, convention="torch",
                  skip_nonfinite=False, max_grad_norm=None, backend="numba"):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
@@ -103,7 +140,9 @@ class SGD(Optimizer):
                          max_grad_norm=max_grad_norm, backend=backend)
 
     def _check_combination(self, group):
-        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+        # Keras allows nesterov with momentum 0 (its SGD then ignores nesterov)
+        if (group["nesterov"] and self.convention == "torch"
+                and (group["momentum"] <= 0 or group["dampening"] != 0)):
             raise ValueError("nesterov=True requires momentum > 0 and dampening = 0, got "
                              f"momentum={group['momentum']}, dampening={group['dampening']}")
         if self.convention == "keras" and group["dampening"] != 0:
@@ -141,9 +180,9 @@ class Adagrad(Optimizer):
 
     Keras convention: ``p = p - p*wd*lr`` (decoupled), ``s = s + g*g``,
     ``p = p - lr*g / sqrt(s + eps)`` (eps INSIDE the root), the accumulator starts at 0.1
-    (``initial_accumulator_value=None`` picks 0 for torch, 0.1 for Keras) and Keras's
-    default eps is 1e-7; ``lr_decay`` must be 0. The textbook's AdaGrad is torch's formula
-    with eps = 1e-7.
+    and Keras's defaults are lr=1e-3, eps=1e-7; ``lr_decay`` must be 0. Left out (or None),
+    ``initial_accumulator_value`` is 0 for torch, 0.1 for Keras. The textbook's AdaGrad is
+    torch's formula with eps = 1e-7.
 
     Parameters
     ----------
@@ -157,17 +196,20 @@ class Adagrad(Optimizer):
     """ + _COMMON_DOC
 
     _rules = {"torch": "adagrad", "keras": "adagrad_keras"}
+    _convention_defaults = {
+        "torch": dict(lr=1e-2, initial_accumulator_value=0.0, eps=1e-10),
+        "keras": dict(lr=1e-3, initial_accumulator_value=0.1, eps=1e-7)}
     facts = Facts(torch="Adagrad", torch_fused=True, keras="Adagrad",
                   presets=(("adagrad", {}, 0.01, ("step", 5.0)),),
                   # h += g^2; p -= lr*g/(sqrt(h) + 1e-7): torch's formula, the book's eps
                   textbook=dict(eps=1e-7, initial_accumulator_value=0.0, lr_decay=0.0,
                                 convention="torch"))
 
-    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-                 initial_accumulator_value=None, eps=1e-10, maximize=False, *,
+    def __init__(self, params, lr=DEFAULT, lr_decay=0.0, weight_decay=0.0,
+                 initial_accumulator_value=DEFAULT, eps=DEFAULT, maximize=False, *,
                  convention="torch", skip_nonfinite=False, max_grad_norm=None, backend="numba"):
-        if initial_accumulator_value is None:
-            initial_accumulator_value = 0.1 if convention == "keras" else 0.0
+        if initial_accumulator_value is None:  # the older spelling of "the default"
+            initial_accumulator_value = DEFAULT
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
                                       eps=eps, maximize=maximize),
@@ -205,8 +247,8 @@ class RMSprop(Optimizer):
     Keras convention (``alpha`` plays Keras's ``rho``): ``p = p - p*wd*lr`` (decoupled);
     ``denom = v - gm*gm + eps`` or ``v + eps`` (eps INSIDE the root);
     ``increment = lr*g/sqrt(denom)``; with momentum ``b = momentum*b + increment`` and
-    ``p = p - b`` (the buffer accumulates lr-scaled steps). Keras's defaults are
-    lr=1e-3, rho=0.9, eps=1e-7.
+    ``p = p - b`` (the buffer accumulates lr-scaled steps). Defaults: lr=1e-2, alpha=0.99,
+    eps=1e-8 (torch); lr=1e-3, alpha=0.9, eps=1e-7 (Keras).
 
     Parameters
     ----------
@@ -218,10 +260,13 @@ class RMSprop(Optimizer):
     """ + _COMMON_DOC
 
     _rules = {"torch": "rmsprop", "keras": "rmsprop_keras"}
+    _convention_defaults = {"torch": dict(lr=1e-2, alpha=0.99, eps=1e-8),
+                            "keras": dict(lr=1e-3, alpha=0.9, eps=1e-7)}
     facts = Facts(torch="RMSprop", keras="RMSprop",
                   presets=(("rmsprop", {}, 1e-3, ("step", 0.3)),))
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+    def __init__(self, params, lr=DEFAULT, alpha=DEFAULT, eps=DEFAULT, weight_decay=0.0,
+                 momentum=0.0,
                  centered=False, maximize=False, *, convention="torch",
                  skip_nonfinite=False, max_grad_norm=None, backend="numba"):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
@@ -267,7 +312,7 @@ class Adam(Optimizer):
         p = p - alpha*m/(sqrt(v) + eps)
 
     The two differ only in where eps sits: Keras's eps is effectively
-    eps*sqrt(1 - beta2^t) in torch's formula. Keras's default eps is 1e-7.
+    eps*sqrt(1 - beta2^t) in torch's formula. Default eps: 1e-8 (torch), 1e-7 (Keras).
 
     Parameters
     ----------
@@ -289,13 +334,14 @@ class Adam(Optimizer):
     """
 
     _rules = {"torch": "adam", "keras": "adam_keras"}
+    _convention_defaults = {"torch": dict(eps=1e-8), "keras": dict(eps=1e-7)}
     facts = Facts(torch="Adam", torch_fused=True, keras="Adam",
                   presets=(("adam", {}, 1e-3, ("step", 1.0)),),
                   # lr_t = lr*sqrt(1-b2^t)/(1-b1^t); p -= lr_t*m/(sqrt(v) + 1e-7)
                   textbook=dict(betas=(0.9, 0.999), eps=1e-7, convention="keras"))
     _decoupled = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=DEFAULT, weight_decay=0.0,
                  amsgrad=False, maximize=False, *, convention="torch", skip_nonfinite=False,
                  max_grad_norm=None, backend="numba"):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
@@ -330,15 +376,18 @@ class AdamW(Adam):
     r"""AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay.
 
     torch convention: ``p = p*(1 - lr*wd)`` before the Adam update; Keras convention:
-    ``p = p - p*wd*lr``. Default ``weight_decay=1e-2``. Arguments and the rest of the
-    update as in ``Adam``.
+    ``p = p - p*wd*lr``. Defaults: ``weight_decay=1e-2``, eps=1e-8 (torch);
+    ``weight_decay=4e-3``, eps=1e-7 (Keras). Arguments and the rest of the update as in
+    ``Adam``.
     """
 
     _decoupled = True
+    _convention_defaults = {"torch": dict(eps=1e-8, weight_decay=1e-2),
+                            "keras": dict(eps=1e-7, weight_decay=4e-3)}
     facts = Facts(torch="AdamW", torch_fused=True, keras="AdamW",
                   presets=(("adamw", {"weight_decay": 1e-2}, 1e-3, ("step", 1.0)),))
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=DEFAULT, weight_decay=DEFAULT,
                  amsgrad=False, maximize=False, *, convention="torch", skip_nonfinite=False,
                  max_grad_norm=None, backend="numba"):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
@@ -350,7 +399,7 @@ class AdamW(Adam):
 class Adadelta(Optimizer):
     r"""Adadelta (Zeiler 2012).
 
-    ::
+    torch convention (default)::
 
         g = -g if maximize;  g = g + wd*p
         v = rho*v + (1 - rho)*g*g
@@ -358,14 +407,23 @@ class Adadelta(Optimizer):
         u = rho*u + (1 - rho)*d*d
         p = p - lr*d
 
-    Parameters: params, lr (default 1.0), rho, eps, weight_decay, maximize.
+    Keras convention: the same update with Keras's operation order
+    (``d = sqrt(u + eps)*g / sqrt(v + eps)``) and decoupled weight decay
+    ``p = p - p*wd*lr`` first.
+
+    Parameters: params, lr (default 1.0 torch, 1e-3 Keras), rho (0.9 torch, 0.95 Keras),
+    eps (1e-6 torch, 1e-7 Keras), weight_decay, maximize, convention.
     """ + _COMMON_DOC
 
-    _rules = {"torch": "adadelta"}
-    facts = Facts(torch="Adadelta", presets=(("adadelta", {}, 1.0, ("step", 30.0)),))
+    _rules = {"torch": "adadelta", "keras": "adadelta_keras"}
+    _convention_defaults = {"torch": dict(lr=1.0, rho=0.9, eps=1e-6),
+                            "keras": dict(lr=1e-3, rho=0.95, eps=1e-7)}
+    facts = Facts(torch="Adadelta", keras="Adadelta",
+                  presets=(("adadelta", {}, 1.0, ("step", 30.0)),))
 
-    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False, *,
-                 convention="torch", skip_nonfinite=False, max_grad_norm=None, backend="numba"):
+    def __init__(self, params, lr=DEFAULT, rho=DEFAULT, eps=DEFAULT, weight_decay=0.0,
+                 maximize=False, *, convention="torch", skip_nonfinite=False,
+                 max_grad_norm=None, backend="numba"):
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
                                       maximize=maximize),
                          convention=convention, skip_nonfinite=skip_nonfinite,
@@ -381,20 +439,31 @@ class Adadelta(Optimizer):
 class Adamax(Optimizer):
     r"""Adamax (Kingma & Ba 2015, section 7): Adam with the infinity norm.
 
-    ::
+    torch convention (default)::
 
         g = -g if maximize;  g = g + wd*p
         m = lerp(m, g, 1 - beta1)
-        u = max(beta2*u, |g| + eps)
+        u = max(beta2*u, |g| + eps)              (eps INSIDE the max)
         p = p - lr/(1 - beta1^t) * m/u
 
-    Parameters: params, lr (default 2e-3), betas, eps, weight_decay, maximize.
+    Keras convention::
+
+        p = p - p*wd*lr                          (decoupled)
+        m = m + (g - m)*(1 - beta1)
+        u = max(beta2*u, |g|)
+        p = p - lr*m / ((1 - beta1^t)*(u + eps))  (eps OUTSIDE the max)
+
+    Parameters: params, lr (default 2e-3 torch, 1e-3 Keras), betas, eps (1e-8 torch, 1e-7
+    Keras), weight_decay, maximize, convention.
     """ + _COMMON_DOC
 
-    _rules = {"torch": "adamax"}
-    facts = Facts(torch="Adamax", presets=(("adamax", {}, 2e-3, ("step", 1.0)),))
+    _rules = {"torch": "adamax", "keras": "adamax_keras"}
+    _convention_defaults = {"torch": dict(lr=2e-3, eps=1e-8),
+                            "keras": dict(lr=1e-3, eps=1e-7)}
+    facts = Facts(torch="Adamax", keras="Adamax",
+                  presets=(("adamax", {}, 2e-3, ("step", 1.0)),))
 
-    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+    def __init__(self, params, lr=DEFAULT, betas=(0.9, 0.999), eps=DEFAULT, weight_decay=0.0,
                  maximize=False, *, convention="torch", skip_nonfinite=False,
                  max_grad_norm=None, backend="numba"):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
@@ -404,16 +473,26 @@ class Adamax(Optimizer):
 
     def _host_scalars(self, group, lr, t, gstate):
         beta1, beta2 = group["betas"]
+        if self.convention == "keras":
+            hyper = dict(lr=lr, weight_decay=group["weight_decay"], one_minus_beta1=1 - beta1,
+                         beta2=beta2, bc1=1 - beta1 ** t, eps=group["eps"])
+            return hyper, dict(has_wd=_wd_flag(group)), gstate
         w, w_complement, high = _lerp_scalars(1 - beta1)
         hyper = dict(clr=lr / (1 - beta1 ** t), weight_decay=group["weight_decay"],
                      one_minus_beta1=w, beta1=w_complement, beta2=beta2, eps=group["eps"])
         return hyper, dict(has_wd=_wd_flag(group), lerp_high=high), gstate
 
 
+def nadam_momentum(beta1, t, momentum_decay):
+    """NAdam's momentum coefficient mu_t = beta1*(1 - 0.5*0.96^(t*momentum_decay)) (torch;
+    Keras 3's schedule is momentum_decay = 1: beta1*(1 - 0.5*0.96^t))."""
+    return beta1 * (1.0 - 0.5 * (0.96 ** (t * momentum_decay)))
+
+
 class NAdam(Optimizer):
     r"""NAdam (Dozat 2016): Adam with Nesterov momentum and momentum warming.
 
-    ::
+    torch convention (default)::
 
         p = p*(1 - lr*wd) if decoupled_weight_decay, else g = g + wd*p
         mu_t = beta1*(1 - 0.5*0.96^(t*momentum_decay));  mu_{t+1} likewise
@@ -422,18 +501,31 @@ class NAdam(Optimizer):
         denom = sqrt(v/(1 - beta2^t)) + eps
         p = p - lr*(1 - mu_t)/(1 - P_t) * g/denom - lr*mu_{t+1}/(1 - P_t*mu_{t+1}) * m/denom
 
-    torch keeps P_t in its default dtype (float32 unless set to float64); fastopt keeps it
-    in float64.
+    Keras convention (``keras.optimizers.Nadam``): ``p = p - p*wd*lr`` (decoupled, always;
+    ``decoupled_weight_decay`` is not used), the same schedule with Keras's
+    momentum_decay = 1 (mu_t = beta1*(1 - 0.5*0.96^t): Keras 3 has no momentum_decay
+    argument, fastopt keeps it as an option), and Keras's operation order::
 
-    Parameters: params, lr (default 2e-3), betas, eps, weight_decay, momentum_decay,
-    decoupled_weight_decay, maximize.
+        m = m + (g - m)*(1 - beta1);  v = v + (g*g - v)*(1 - beta2)
+        m_hat = mu_{t+1}*m/(1 - P_t*mu_{t+1}) + (1 - mu_t)*g/(1 - P_t)
+        p = p - m_hat*lr / (sqrt(v/(1 - beta2^t)) + eps)
+
+    torch keeps P_t in its default dtype (float32 unless set to float64), Keras in the
+    dtype of the variables; fastopt keeps it in float64.
+
+    Parameters: params, lr (default 2e-3 torch, 1e-3 Keras), betas, eps (1e-8 torch, 1e-7
+    Keras), weight_decay, momentum_decay (4e-3 torch, 1.0 Keras), decoupled_weight_decay,
+    maximize, convention.
     """ + _COMMON_DOC
 
-    _rules = {"torch": "nadam"}
-    facts = Facts(torch="NAdam", presets=(("nadam", {}, 1e-3, ("step", 1.0)),))
+    _rules = {"torch": "nadam", "keras": "nadam_keras"}
+    _convention_defaults = {"torch": dict(lr=2e-3, eps=1e-8, momentum_decay=4e-3),
+                            "keras": dict(lr=1e-3, eps=1e-7, momentum_decay=1.0)}
+    facts = Facts(torch="NAdam", keras="Nadam",
+                  presets=(("nadam", {}, 1e-3, ("step", 1.0)),))
 
-    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 momentum_decay=4e-3, decoupled_weight_decay=False, maximize=False, *,
+    def __init__(self, params, lr=DEFAULT, betas=(0.9, 0.999), eps=DEFAULT, weight_decay=0.0,
+                 momentum_decay=DEFAULT, decoupled_weight_decay=False, maximize=False, *,
                  convention="torch", skip_nonfinite=False, max_grad_norm=None, backend="numba"):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       momentum_decay=momentum_decay,
@@ -447,9 +539,17 @@ class NAdam(Optimizer):
         wd = group["weight_decay"]
         decoupled = group["decoupled_weight_decay"]
         psi = group["momentum_decay"]
-        mu = beta1 * (1.0 - 0.5 * (0.96 ** (t * psi)))
-        mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((t + 1) * psi)))
+        mu = nadam_momentum(beta1, t, psi)
+        mu_next = nadam_momentum(beta1, t + 1, psi)
         mu_product = gstate.get("mu_product", 1.0) * mu
+        new_gstate = {**gstate, "mu_product": mu_product}
+        if self.convention == "keras":
+            hyper = dict(lr=lr, weight_decay=wd, one_minus_beta1=1 - beta1,
+                         one_minus_beta2=1 - beta2, u_next=mu_next, one_minus_u=1.0 - mu,
+                         one_minus_u_product=1.0 - mu_product,
+                         one_minus_u_product_next=1.0 - mu_product * mu_next,
+                         bc2=1 - beta2 ** t, eps=group["eps"])
+            return hyper, dict(has_wd=wd != 0), new_gstate
         w, w_complement, high = _lerp_scalars(1 - beta1)
         hyper = dict(coef_g=-lr * (1.0 - mu) / (1.0 - mu_product),
                      coef_m=(-lr * mu_next) / (1.0 - mu_product * mu_next),
@@ -457,7 +557,7 @@ class NAdam(Optimizer):
                      one_minus_beta1=w, beta1=w_complement, beta2=beta2,
                      one_minus_beta2=1 - beta2, bc2=1 - beta2 ** t, eps=group["eps"])
         flags = dict(has_wd=wd != 0 and not decoupled, lerp_high=high)
-        return hyper, flags, {**gstate, "mu_product": mu_product}
+        return hyper, flags, new_gstate
 
 
 class RAdam(Optimizer):
@@ -518,16 +618,20 @@ class Lion(Optimizer):
         p = p*(1 - lr*wd) - lr*sign(c)          (decoupled weight decay)
         m = beta2*m + (1 - beta2)*g
 
-    Use a learning rate 3-10x smaller than AdamW's and a weight decay 3-10x larger.
+    Keras convention (``keras.optimizers.Lion``): the same with Keras's decay
+    ``p = p - p*wd*lr`` first. Use a learning rate 3-10x smaller than AdamW's and a weight
+    decay 3-10x larger.
 
-    Parameters: params, lr (default 1e-4), betas (default (0.9, 0.99)), weight_decay,
-    maximize.
+    Parameters: params, lr (default 1e-4; Keras 1e-3), betas (default (0.9, 0.99)),
+    weight_decay, maximize, convention.
     """ + _COMMON_DOC
 
-    _rules = {"torch": "lion"}
-    facts = Facts(presets=(("lion", {}, 1e-4, ("step", 0.5)),))  # not in torch.optim
+    _rules = {"torch": "lion", "keras": "lion_keras"}
+    _convention_defaults = {"torch": dict(lr=1e-4), "keras": dict(lr=1e-3)}
+    facts = Facts(keras="Lion",  # not in torch.optim
+                  presets=(("lion", {}, 1e-4, ("step", 0.5)),))
 
-    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False,
+    def __init__(self, params, lr=DEFAULT, betas=(0.9, 0.99), weight_decay=0.0, maximize=False,
                  *, convention="torch", skip_nonfinite=False, max_grad_norm=None, backend="numba"):
         super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay,
                                       maximize=maximize),
@@ -536,6 +640,10 @@ class Lion(Optimizer):
 
     def _host_scalars(self, group, lr, t, gstate):
         beta1, beta2 = group["betas"]
+        if self.convention == "keras":
+            hyper = dict(lr=lr, weight_decay=group["weight_decay"], beta1=beta1,
+                         one_minus_beta1=1 - beta1, beta2=beta2, one_minus_beta2=1 - beta2)
+            return hyper, dict(has_wd=_wd_flag(group)), gstate
         hyper = dict(lr=lr, decay=1 - lr * group["weight_decay"], beta1=beta1,
                      one_minus_beta1=1 - beta1, beta2=beta2, one_minus_beta2=1 - beta2)
         return hyper, {}, gstate
