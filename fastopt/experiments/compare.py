@@ -173,7 +173,7 @@ verdict: who reaches --target-accuracy first by training time and by steps (inte
 
 --schedule NAME[:key=value,...] applies a fastopt.schedules schedule to every optimizer,
   starting from that optimizer's lr; names: exponential, piecewise, polynomial,
-  inverse_time, cosine, warmup, constant. Steps count updates, e.g.
+  inverse_time, cosine, cosine_restarts, warmup, constant. Steps count updates, e.g.
   --schedule cosine:decay_steps=4000,alpha=0.01
   --schedule "warmup:warmup_steps=200,after=cosine,decay_steps=4000"
 

@@ -91,7 +91,8 @@ time: the defaults (digits, 7 optimizers x 13 learning rates x {DEFAULT_STEPS} s
   fastopt compare.
 
 --schedule NAME[:key=value,...]: a fastopt.schedules schedule starting from each grid lr
-  (names: exponential, piecewise, polynomial, inverse_time, cosine, warmup, constant), e.g.
+  (names: exponential, piecewise, polynomial, inverse_time, cosine, cosine_restarts, warmup,
+  constant), e.g.
   --schedule cosine:decay_steps={DEFAULT_STEPS}
 
 sensitivity.csv: optimizer, lr, seed, steps, train_seconds, final_train_loss,
