@@ -105,8 +105,8 @@ def _cmd_mlp(args):
 def _cmd_coldstart(args):
     from . import coldstart
 
-    if args.warm_runs < 0 or args.batch < 1:
-        raise ValueError("--batch must be a positive integer and --warm-runs >= 0")
+    if args.warm_runs < 1 or args.batch < 1:
+        raise ValueError("--batch and --warm-runs must be positive integers")
     found = {}
 
     def measure(progress):
