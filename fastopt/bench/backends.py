@@ -141,8 +141,9 @@ def crossover_notes(rows, found):
     the speedup at the largest N."""
     notes = []
     for (backend, name), n in found.items():
-        rs = [r for r in rows if (r["backend"], r["optimizer"]) == (backend, name)]
-        last = max(rs, key=lambda r: r["n"])
+        rs = sorted((r for r in rows if (r["backend"], r["optimizer"]) == (backend, name)),
+                    key=lambda r: r["n"])
+        last = rs[-1]
         tail = (f"at N = {last['n']:.0e}: serial {last['serial'] * 1e6:.1f} us, prange "
                 f"{last['parallel'] * 1e6:.1f} us")
         if n is None:
