@@ -88,20 +88,21 @@ class CythonStep(_Step):
     params = (STEP_OPTIMIZERS, STEP_SIZES, STEP_DTYPES)
 
     def setup_cache(self):
-        return require_cython_built()
+        # a dict, never None: asv passes a None cache to no method (asv_runner's set_cache)
+        return {"skip": require_cython_built()}
 
     setup_cache.timeout = 1200
 
-    def setup(self, skip, name, n, dtype):
-        if skip is not None:
-            raise NotImplementedError(skip)
+    def setup(self, built, name, n, dtype):
+        if built["skip"] is not None:
+            raise NotImplementedError(built["skip"])
         super().setup(name, n, dtype)
 
     def _build(self, name, p, g):
         opt = optim.OPTIMIZERS[name](p, backend="cython", **definitions.bench_hyper(name))
         return lambda: opt.step(g)
 
-    def time_step(self, skip, name, n, dtype):
+    def time_step(self, built, name, n, dtype):
         self.call()
 
 
