@@ -12,7 +12,8 @@ one process, so start-up, imports and compilation cancel) with one BLAS and one 
 thread, the median of ``INSTRUCTION_REPEATS`` counts. Every case is counted by one child
 process, once, in ``setup_cache`` (shared by the three classes: about a minute here, plus
 the Cython module's build, 1-2 minutes, when its cache is empty: the native warm-up child
-builds it, never the counted one); the tracks only read it. Skipped where valgrind is missing (or not Linux on x86-64).
+builds it, never the counted one); the tracks only read it. Skipped where valgrind is
+missing (or not Linux on x86-64).
 
 Use these to see whether a commit changed the work a step does, on any machine and under
 any load; use the ``time_`` benchmarks for what instructions cannot show (memory bandwidth,

@@ -238,7 +238,8 @@ def bench_backends(names=TABLE_OPTIMIZERS, sizes=TABLE_SIZES, crossover_sizes=CR
     Rows: ``measure`` "kernel" (optimizer, n, path serial/prange: us per call and GB/s of
     each backend, ratio cython/numba), "sweep" (the crossover sweep: us per call of each
     path), "crossover" (optimizer: the crossover N of each backend, "never") and "first use,
-    empty cache" / "cached load" (seconds per backend). Notes: the load average (1 minute) before and after each part, the crossover
+    empty cache" / "cached load" (seconds per backend). Notes: the load average (1 minute)
+    before and after each part, the crossover
     lines, and why Cython is missing where it is."""
     from .update import check_sizes, optimizer_names
 
