@@ -239,8 +239,8 @@ def bench_backends(names=TABLE_OPTIMIZERS, sizes=TABLE_SIZES, crossover_sizes=CR
     each backend, ratio cython/numba), "sweep" (the crossover sweep: us per call of each
     path), "crossover" (optimizer: the crossover N of each backend, "never") and "first use,
     empty cache" / "cached load" (seconds per backend). Notes: the load average (1 minute)
-    before and after each part, the crossover
-    lines, and why Cython is missing where it is."""
+    before and after each part, the crossover lines, what first use covered. RuntimeError
+    naming what is missing where the Cython backend cannot be built (nothing measured)."""
     from .update import check_sizes, optimizer_names
 
     names = optimizer_names(names)
