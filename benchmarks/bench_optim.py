@@ -1,6 +1,7 @@
 """Optimizer step time: fastopt's fused kernels and the peers (NumPy, torch.optim).
 
-Mirrors ``fastopt.optim`` / ``fastopt.kernels``. One class per implementation and target,
+Mirrors ``fastopt.optim`` / ``fastopt.kernels``. One class per implementation and target
+(``CythonStep``: fastopt's optimizers with ``backend="cython"``),
 each with only the optimizers it has (``fastopt.optim.catalogue``: torch rows for the
 optimizers torch.optim has, fused rows for those with ``fused=True``), so no row is a
 combination that can never run; what this machine lacks (a GPU, torch) is skipped by
@@ -24,8 +25,8 @@ from fastopt.bench import definitions, suite
 
 from .common import (CUDA_SIZES, OPTIMIZERS, PEER_SIZES, STEP_DTYPES, STEP_OPTIMIZERS,
                      STEP_SIZES, TORCH_FUSED_OPTIMIZERS, TORCH_STEP_OPTIMIZERS, arrays,
-                     calls_per_sample, require_fastopt_cuda, require_torch_target,
-                     torch_device, unsupported)
+                     calls_per_sample, require_cython_built, require_fastopt_cuda,
+                     require_torch_target, torch_device, unsupported)
 
 missing = sorted(set(optim.OPTIMIZERS) - set(OPTIMIZERS))
 if missing:
@@ -73,6 +74,36 @@ class FastoptStep(_Step):
 
     def _build(self, name, p, g):
         return definitions.fastopt_step(name, p, g)[1]
+
+
+class CythonStep(_Step):
+    """``fastopt.optim.<Name>(p, backend="cython").step(g)``: the same step on the Cython
+    kernels (``fastopt.kernels.cython``, generated from the same rules), host arrays only.
+
+    ``setup_cache`` builds the module into its cache (or finds it there) once, before any
+    timing: 1-2 minutes on 2 cores when the cache is empty, milliseconds after; ``setup``
+    then only loads it. Skipped (NotImplementedError) where Cython, a C compiler or the
+    Python headers are missing, with the install line."""
+
+    params = (STEP_OPTIMIZERS, STEP_SIZES, STEP_DTYPES)
+
+    def setup_cache(self):
+        # a dict, never None: asv passes a None cache to no method (asv_runner's set_cache)
+        return {"skip": require_cython_built()}
+
+    setup_cache.timeout = 1200
+
+    def setup(self, built, name, n, dtype):
+        if built["skip"] is not None:
+            raise NotImplementedError(built["skip"])
+        super().setup(name, n, dtype)
+
+    def _build(self, name, p, g):
+        opt = optim.OPTIMIZERS[name](p, backend="cython", **definitions.bench_hyper(name))
+        return lambda: opt.step(g)
+
+    def time_step(self, built, name, n, dtype):
+        self.call()
 
 
 class FastoptStepCUDA(_Step):

@@ -238,3 +238,18 @@ if importlib.util.find_spec("torch") is not None:
 #: MNIST convergence (60,000 images, 1,500 steps a run: the slowest setup_cache of the suite)
 #: for SGD and Adam by default, every optimizer under FASTOPT_ASV_FULL
 MNIST_OPTIMIZERS = tier(["sgd", "adam"], OPTIMIZERS, ["sgd", "adam"])
+
+
+# ---------------------------------------------------------------------------------------
+# appended with issue 16: the Cython backend (bench_optim.CythonStep)
+
+
+def require_cython_built():
+    """None once the Cython kernels are built into their cache (built now if they are not:
+    call this from a ``setup_cache``, never inside a timed region), else why they cannot
+    be (what is missing and how to install it), for ``setup`` to raise as
+    NotImplementedError."""
+    from fastopt.kernels import cython
+
+    ok, why = cython.available()
+    return None if ok else why

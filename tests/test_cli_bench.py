@@ -17,7 +17,8 @@ def _rows(path):
 def test_bench_update_writes_table_csv_and_settings(tmp_path, capsys):
     out = tmp_path / "u"
     assert cli.main(["bench", "update", "--optimizers", "sgd,adam", "--sizes", "1e3",
-                     "--rounds", "1", "--no-torch", "--no-progress", "--out", str(out)]) == 0
+                     "--crossover-sizes", "1e3,2e3", "--rounds", "1", "--no-torch",
+                     "--no-progress", "--out", str(out)]) == 0
     rows = _rows(out / "update.csv")
     assert {r["optimizer"] for r in rows} - {"-"} == {"sgd", "adam"}  # "-": the axpy row
     assert {r["impl"] for r in rows} >= {"fastopt", "numpy"}
@@ -25,7 +26,10 @@ def test_bench_update_writes_table_csv_and_settings(tmp_path, capsys):
     settings = json.loads((out / "settings.json").read_text())
     assert settings["status"] == "complete"
     assert settings["arguments"]["sizes"] == [1000]
-    assert "median us/step" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "median us/step" in text
+    assert "crossover numba sgd" in text and "crossover numba adam" in text  # and cython's,
+    assert "numba adam prange speedup by N: 1e+03" in text  # where it can be built
 
 
 def test_bench_mlp_rows_per_batch(tmp_path):

@@ -263,3 +263,58 @@ def test_cython_optimizer_copies_and_pickles(backend):
         ref.step(g)
         np.testing.assert_array_equal(bits(twin.param_groups[0]["params"][0]),
                                       bits(ref.param_groups[0]["params"][0]))
+
+
+#: (optimizer, keywords, fused): with skip_nonfinite or max_grad_norm, fit and train_step
+#: call optimizer.step(model.grads) instead of their fused Numba loop, so the optimizer's
+#: backend runs the update there
+FIT_CASES = [("sgd", dict(lr=0.05, momentum=0.9, nesterov=True), True),
+             ("adam", dict(lr=0.01), True), ("adamw", dict(lr=0.01, amsgrad=True), True),
+             ("lion", dict(lr=1e-3), True),
+             ("adam", dict(lr=0.01, skip_nonfinite=True), False),
+             ("adam", dict(lr=0.01, max_grad_norm=0.5), False)]
+
+
+def _fit(name, kw, backend_name):
+    from fastopt import nn, train
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((96, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 96)
+    model = nn.MLP((8, 6, 3), seed=1)
+    opt = optim.OPTIMIZERS[name](model.params, backend=backend_name, **kw)
+    history = train.fit(model, opt, (X[:64], y[:64], X[64:], y[64:]), batch_size=16,
+                        max_steps=7, eval_every=3, progress=False)
+    model.train_step(X[:16], y[:16], opt)  # one step outside fit as well
+    assert opt.backend == backend_name
+    return model, opt, history
+
+
+@pytest.mark.parametrize("name, kw, fused", FIT_CASES,
+                         ids=[f"{n}-{'-'.join(k)}" for n, k, _ in FIT_CASES])
+def test_fit_and_train_step_give_the_bits_of_numba_with_backend_cython(name, kw, fused,
+                                                                       backend, monkeypatch):
+    """fit and MLP.train_step launch Numba's fused kernels themselves (fit's compiled
+    chunks, train_step's fused backward + update), whatever the optimizer's backend: a
+    backend="cython" optimizer trains to the same bits as a backend="numba" one, and no
+    Cython kernel runs. With skip_nonfinite or max_grad_norm both call
+    ``optimizer.step(model.grads)``, so the Cython kernels do run: the same bits again
+    (clipping's sum of squares may differ by rounding: float32 parameters, float64 sum)."""
+    calls = []
+    for what in ("update", "grad_stats", "scale", "clamp"):
+        real = getattr(cy, what)
+        monkeypatch.setattr(cy, what, lambda *a, _real=real, _w=what: (calls.append(_w),
+                                                                       _real(*a))[1])
+    m_cy, o_cy, h_cy = _fit(name, kw, "cython")
+    if fused:
+        assert calls == []  # fit and train_step used Numba's kernels only
+    else:
+        assert calls.count("update") >= 8  # seven steps of fit, one train_step (and a
+        # step of the copy fit warms up on)
+    m_nb, o_nb, h_nb = _fit(name, kw, "numba")
+    np.testing.assert_array_equal(bits(m_cy.params), bits(m_nb.params))
+    for k in o_nb.state[0]:
+        np.testing.assert_array_equal(bits(o_cy.state[0][k]), bits(o_nb.state[0][k]))
+    for column in ("step", "train_loss", "test_loss", "test_accuracy", "lr"):
+        np.testing.assert_array_equal(h_cy[column], h_nb[column], err_msg=column)
+    assert o_cy.steps == o_nb.steps == 8

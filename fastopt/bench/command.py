@@ -59,7 +59,9 @@ def _cmd_update(args):
         rows, notes = bench_update(optimizers=args.optimizers, sizes=args.sizes,
                                    dtype=args.dtype, rounds=args.rounds,
                                    torch_peers=not args.no_torch, progress=progress,
-                                   seed=args.seed)
+                                   seed=args.seed,
+                                   crossover_sizes=[] if args.no_crossover
+                                   else args.crossover_sizes)
         return [dict(r, us=r["seconds"] * 1e6) for r in rows], notes
 
     _run(args, "update", measure, ["optimizer", "n", "impl", "us", "gbps", "ratio"],
@@ -144,6 +146,27 @@ def _specialisations(args, found, out):
     runs.wrote(path, "one row per compiled specialisation of the empty-cache runs")
 
 
+def _cmd_backends(args):
+    from .backends import bench_backends
+    from .update import optimizer_names
+
+    optimizer_names(args.optimizers, "--optimizers")  # before the output folder is made
+
+    def measure(progress):
+        return bench_backends(names=args.optimizers, sizes=args.sizes,
+                              crossover_sizes=args.crossover_sizes, dtype=args.dtype,
+                              rounds=args.rounds, seed=args.seed,
+                              first_use_runs=not args.no_first_use, progress=progress)
+
+    _run(args, "backends", measure,
+         ["measure", "optimizer", "n", "path", "numba", "cython", "numba_gbps", "cython_gbps",
+          "ratio"],
+         ["measure", "optimizer", "N", "path", "Numba", "Cython", "Numba GB/s", "Cython GB/s",
+          "Cython / Numba"],
+         title=f"Numba vs Cython update kernels, {args.dtype}: kernel rows in us per call "
+               "(median of blocks), first use in seconds, each in a new process")
+
+
 def _cmd_gpu(args):
     from .gpu import COLUMNS, bench_gpu, require_gpu
 
@@ -202,6 +225,7 @@ def add_parser(sub):
     _add_mlp(bsub, runs)
     _add_coldstart(bsub, runs)
     _add_crossover(bsub, runs)
+    _add_backends(bsub, runs)
     _add_gpu(bsub, runs)
     _add_contention(bsub, runs)
     _add_asv_report(bsub)
@@ -217,6 +241,11 @@ def _add_update(bsub, runs):
     upd.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     upd.add_argument("--rounds", type=int, default=7, help="timing rounds (median reported)")
     upd.add_argument("--no-torch", action="store_true", help="skip the torch.optim peers")
+    upd.add_argument("--crossover-sizes", type=_sizes, default=None,
+                     help="element counts of the serial/prange crossover sweep, Numba and "
+                          "Cython (default 1e3..1e7, four a decade)")
+    upd.add_argument("--no-crossover", action="store_true",
+                     help="skip the serial/prange crossover sweep")
     upd.add_argument("--csv", default=None, help="also write the rows to this CSV file")
     runs.add_common_arguments(upd, "bench-update")
     upd.set_defaults(func=_cmd_update)
@@ -271,6 +300,35 @@ def _add_crossover(bsub, runs):
     cross.add_argument("--csv", default=None, help="also write the rows to this CSV file")
     runs.add_common_arguments(cross, "bench-crossover")
     cross.set_defaults(func=_cmd_crossover)
+
+
+def _add_backends(bsub, runs):
+    from .backends import CROSSOVER_SIZES, TABLE_OPTIMIZERS, TABLE_SIZES
+
+    back = bsub.add_parser(
+        "backends", help="Numba vs Cython kernels: per-call time, GB/s, serial/prange "
+                         "crossover, first-use build and cached load",
+        description="The same update rules compiled by Numba and by Cython "
+                    "(backend='cython'), timed interleaved on the same arrays: per-call time "
+                    "and GB/s of the serial and prange loops, the crossover N from which "
+                    "prange wins, and the first-use compile/build and cached load times in "
+                    "new processes with an empty cache. Builds the Cython module first "
+                    "(1-2 minutes on 2 cores when its cache is empty).")
+    back.add_argument("--optimizers", type=_csv_list, default=list(TABLE_OPTIMIZERS),
+                      help="comma-separated names (default sgd,adam)")
+    back.add_argument("--sizes", type=_sizes, default=list(TABLE_SIZES),
+                      help="element counts of the kernel rows (default 1e3,1e5,1e7)")
+    back.add_argument("--crossover-sizes", type=_sizes, default=list(CROSSOVER_SIZES),
+                      help="element counts of the crossover sweep (default 1e3..1e7, four "
+                           "a decade)")
+    back.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    back.add_argument("--rounds", type=int, default=9, help="timing rounds (median reported)")
+    back.add_argument("--no-first-use", action="store_true",
+                      help="skip the first-use runs (a Cython build into an empty folder: "
+                           "1-2 minutes)")
+    back.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    runs.add_common_arguments(back, "bench-backends")
+    back.set_defaults(func=_cmd_backends)
 
 
 def _add_gpu(bsub, runs):

@@ -30,6 +30,12 @@ network take 2.4 s instead of 0.02 s under valgrind). So the matrix products cou
 not the ones the host runs natively; they are the same on every x86-64 machine, like the
 rest. Counts are comparable across commits on one machine and environment.
 
+Update cases with ``backend="cython"`` count the same ``opt.step(g)`` on the Cython kernels
+(``fastopt.kernels.cython``): the native warm-up builds the module into its cache (or loads
+it), the callgrind child loads it. That module is compiled with ``-march=native`` and
+``NUMBA_CPU_NAME`` does not reach gcc, so its counts, unlike Numba's, are those of the host's
+own code generation: comparable across commits on one machine, not across CPU models.
+
 The client request is the x86-64 instruction sequence of valgrind.h's
 ``VALGRIND_DO_CLIENT_REQUEST`` placed in an executable page (ctypes); outside valgrind it
 does nothing and returns the default. Linux x86-64 only; elsewhere ``why_unavailable``
@@ -78,10 +84,18 @@ class Case(NamedTuple):
     size: int
     dtype: str = "float32"
     steps: int = 0  # K; 0: UPDATE_STEPS or TRAIN_STEPS
+    backend: str = "numba"  # the optimizer's host kernels (update only): "numba" or "cython"
 
 
-def update_case(optimizer, n=UPDATE_N, dtype=UPDATE_DTYPE, steps=UPDATE_STEPS):
-    return Case("update", optimizer, n, dtype, steps)
+#: the host backends an update case can count (``fastopt.optim`` ``backend=``)
+BACKENDS = ("numba", "cython")
+
+
+def update_case(optimizer, n=UPDATE_N, dtype=UPDATE_DTYPE, steps=UPDATE_STEPS, backend="numba"):
+    """``opt.step(g)`` of ``optimizer`` on ``n`` elements; ``backend="cython"``: the Cython
+    kernels (``fastopt.kernels.cython``; the module must be buildable here, see
+    ``why_cython_unavailable``: ``measure`` builds it, natively, before callgrind starts)."""
+    return Case("update", optimizer, n, dtype, steps, backend)
 
 
 def train_step_case(optimizer, batch=TRAIN_BATCH, steps=TRAIN_STEPS):
@@ -101,6 +115,18 @@ def why_unavailable():
                 f"{platform.machine()})")
     if shutil.which("valgrind") is None:
         return "valgrind is not installed (Debian/Ubuntu: apt-get install valgrind)"
+    return None
+
+
+def why_cython_unavailable():
+    """None when the Cython update cases can be counted here (the backend's toolchain is
+    installed), else why not; the check builds nothing."""
+    from ..kernels import cython
+
+    try:
+        cython.check_toolchain()
+    except cython.BackendUnavailable as exc:
+        return str(exc)
     return None
 
 
@@ -126,6 +152,11 @@ def _check(cases, repeats):
             raise ValueError(f"{case}: dtype must be 'float32' or 'float64'")
         if not (isinstance(case.steps, int) and case.steps >= 0):
             raise ValueError(f"{case}: steps must be a non-negative integer (0: default)")
+        if case.backend not in BACKENDS:
+            raise ValueError(f"{case}: backend must be one of {', '.join(BACKENDS)}")
+        if case.backend != "numba" and case.kind != "update":
+            raise ValueError(f"{case}: backend={case.backend!r} is for update cases only "
+                             "(train_step runs Numba's fused kernels whatever the backend)")
     if len(set(cases)) != len(cases):
         raise ValueError("cases: each Case once (ask for repeats= to count one twice)")
 
@@ -251,13 +282,23 @@ def _client_request():
     return request
 
 
-def _stepper(kind, optimizer, size, dtype):
+def _stepper(kind, optimizer, size, dtype, backend="numba"):
     """A callable taking one step of the case (built and stepped once: compiled or loaded
-    from Numba's cache)."""
+    from Numba's cache; the Cython module built or loaded from its cache)."""
     import numpy as np
 
     rng = np.random.default_rng(_SEED)
-    if kind == "update":
+    if kind == "update" and backend != "numba":
+        from .. import optim
+
+        p = rng.standard_normal(size).astype(dtype)
+        g = (rng.standard_normal(size) * 1e-3).astype(dtype)
+        opt = optim.OPTIMIZERS[optimizer](p, backend=backend,
+                                          **definitions.bench_hyper(optimizer))
+
+        def step():
+            opt.step(g)
+    elif kind == "update":
         p = rng.standard_normal(size).astype(dtype)
         g = (rng.standard_normal(size) * 1e-3).astype(dtype)
         step = definitions.fastopt_step(optimizer, p, g)[1]
@@ -285,8 +326,8 @@ def _child(spec_path):
     with open(spec_path) as f:
         spec = json.load(f)
     mode = sys.argv[-1]
-    cases = [(_stepper(kind, name, size, dtype), k) for kind, name, size, dtype, k in
-             spec["cases"]]
+    cases = [(_stepper(kind, name, size, dtype, backend), k)
+             for kind, name, size, dtype, k, backend in spec["cases"]]
     if mode == "warm":
         return
     request = _client_request()

@@ -33,6 +33,7 @@ INSTRUCTION_TRAIN_PARAMS = ("optimizer", "batch")
 UPDATE_STEPS = {
     "bench_optim.FastoptStep.time_step": ("fastopt", "cpu"),
     "bench_optim.FastoptStepCUDA.time_step": ("fastopt", "cuda"),
+    "bench_optim.CythonStep.time_step": ("cython", "cpu"),  # fastopt, backend="cython"
     "bench_optim.NumpyStep.time_step": ("numpy", "cpu"),
     "bench_optim.TorchStep.time_step": ("torch", "cpu"),
     "bench_optim.TorchFusedStep.time_step": ("torch-fused", "cpu"),
@@ -58,6 +59,9 @@ CONVERGENCE_TRACKS = {"track_test_accuracy": ("test_accuracy_pct", "%"),
 INSTRUCTION_UNIT = "instructions"
 INSTRUCTIONS = {"bench_instructions.UpdateInstructions.track_instructions": "update",
                 "bench_instructions.TrainStepInstructions.track_instructions": "train_step"}
+#: the update's instructions with backend="cython" (not in the report's instruction table:
+#: it has one row per optimizer and kind)
+CYTHON_INSTRUCTIONS = ("bench_instructions.CythonUpdateInstructions.track_instructions",)
 
 #: every benchmark of the suite
 BENCHMARKS = {
@@ -75,6 +79,8 @@ BENCHMARKS = {
     **{name: Benchmark(INSTRUCTION_UPDATE_PARAMS if kind == "update"
                        else INSTRUCTION_TRAIN_PARAMS, INSTRUCTION_UNIT)
        for name, kind in INSTRUCTIONS.items()},
+    **{name: Benchmark(INSTRUCTION_UPDATE_PARAMS, INSTRUCTION_UNIT)
+       for name in CYTHON_INSTRUCTIONS},
 }
 
 #: benchmarks of earlier commits' suites, still read by the report. Before issue 17 one

@@ -5,6 +5,9 @@ update: every optimizer x N, fastopt next to the peers of ``fastopt.bench.defini
 ceiling. Effective bandwidth counts the bytes an ideal fused update moves: the parameter
 (read and write), the gradient (read) and each state array (read and write).
 
+update also sweeps N (1e3..1e7) for the serial/parallel crossover of the Numba and the
+Cython kernels (``fastopt.bench.backends.crossover_sweep``).
+
 crossover: the serial and the prange kernel of one rule per N, to place
 ``FASTOPT_PARALLEL_MIN_SIZE``.
 """
@@ -120,13 +123,31 @@ def _update_rows(name, n, dtype, opt, times):
     return rows
 
 
+#: the optimizers whose serial/parallel crossover ``bench update`` measures (those of them
+#: that are measured; else the first measured one)
+CROSSOVER_OPTIMIZERS = ("sgd", "adam")
+
+
 def bench_update(optimizers=None, sizes=definitions.UPDATE_SIZES, dtype="float32", rounds=7,
-                 torch_peers=True, numpy_peer=True, progress=True, seed=0, cython_peer=True):
+                 torch_peers=True, numpy_peer=True, progress=True, seed=0, cython_peer=True,
+                 crossover_sizes=None):
     """(rows, notes): one row per optimizer, N and implementation: seconds per step,
     GB/s, ratio (peer time / fastopt time). ``cython_peer``: a "cython" row (the same
-    optimizer with backend="cython") where that backend can be built, else a note."""
+    optimizer with backend="cython") where that backend can be built, else a note.
+
+    Then the serial/parallel crossover of each backend (Numba, and Cython where it can be
+    built), ``fastopt.bench.backends.crossover_sweep`` over ``crossover_sizes`` (default
+    ``backends.CROSSOVER_SIZES``, 1e3..1e7; an empty list: not measured) for sgd and adam:
+    notes giving the N from which the prange loop is faster, or "never on this machine",
+    with the speedups measured."""
+    from . import backends
+
     names = optimizer_names(optimizers)
     sizes = check_sizes(sizes)
+    crossover_sizes = (list(backends.CROSSOVER_SIZES) if crossover_sizes is None
+                       else list(crossover_sizes))
+    if crossover_sizes:
+        crossover_sizes = check_sizes(crossover_sizes, "crossover_sizes")
     dtype = np.dtype(dtype)
     torch = _torch() if torch_peers else None
     cython_peer, cython_notes = _cython() if cython_peer else (False, [])
@@ -143,7 +164,24 @@ def bench_update(optimizers=None, sizes=definitions.UPDATE_SIZES, dtype="float32
             a = dtype.type(1e-3)
             fns["axpy (reference)"] = lambda y=y, g=g, a=a: axpy(y, g, a)
         rows += _update_rows(name, n, dtype, opt, interleaved(fns, n, rounds))
-    return rows, _update_notes(torch_peers, torch) + cython_notes
+    notes = _update_notes(torch_peers, torch) + cython_notes
+    if crossover_sizes:
+        chosen = [n for n in names if n in CROSSOVER_OPTIMIZERS] or names[:1]
+        which = ["numba"] + (["cython"] if cython_peer else [])
+        cross, found = backends.crossover_sweep(chosen, crossover_sizes, which, dtype,
+                                                max(3, rounds), seed, progress)
+        notes += backends.crossover_notes(cross, found) + _speedup_notes(cross)
+    return rows, notes
+
+
+def _speedup_notes(cross):
+    """The sweep behind the crossover: prange speedup (serial time / prange time) per N."""
+    notes = []
+    for key in dict.fromkeys((r["backend"], r["optimizer"]) for r in cross):
+        rs = [r for r in cross if (r["backend"], r["optimizer"]) == key]
+        notes.append(f"{key[0]} {key[1]} prange speedup by N: "
+                     + ", ".join(f"{r['n']:.2g} {r['serial'] / r['parallel']:.2f}" for r in rs))
+    return notes
 
 
 def bench_crossover(names=("sgd", "adam"), sizes=None, dtype="float32", rounds=9, seed=0,
