@@ -6,7 +6,8 @@
 A Dense 8-16-3 network (relu, softmax cross-entropy from logits), the same float32 initial
 weights copied into Keras, ``SGD(0.1, momentum=0.9)`` (fastopt: convention="keras"),
 batch size 15 with a partial last batch. Compared: the final weights and every epoch's
-val_loss / val_accuracy (and the training loss).
+val_loss / val_accuracy, and Keras's epoch loss (the batch losses weighted by their rows;
+fit's train_loss is their plain mean, so it differs when the last batch is partial).
 
 fastopt's fit always shuffles: every epoch is a fresh permutation of the training rows
 from ``np.random.default_rng(seed)`` split by ``train.epoch_batches`` (there is no
@@ -98,7 +99,8 @@ def check_weights(model, km, tol):
 def test_fit_matches_keras_fit_in_fits_batch_order(validation, rng):
     """train.fit itself, against Keras's fit given the same batch order: each epoch Keras
     gets the training rows in the order fit draws (shuffle=False) and the same validation
-    rows. Final weights, per-epoch val_loss / val_accuracy and training loss agree."""
+    rows. Final weights and per-epoch val_loss / val_accuracy agree; the training loss is
+    averaged differently (below)."""
     X, y, Xv, yv = problem(rng)
     model, opt, km = models()
     seed = 7
@@ -151,7 +153,7 @@ def test_keras_unshuffled_fit_is_train_step_on_consecutive_batches(validation, r
     else:
         kh = km.fit(X, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False,
                     validation_split=SPLIT, verbose=0).history
-        Xt, yt, Xv, yv, *_ = train._validation(model, X, y, None, SPLIT)
+        Xt, yt, Xv, yv = train._validation(model, X, y, None, SPLIT)  # Keras's rows
     n = Xt.shape[0]
     tol = TOL
     for epoch in range(EPOCHS):
