@@ -133,3 +133,33 @@ def test_cold_start_program_leaves_both_times():
     namespace = {}
     exec(code, namespace)
     assert namespace["import_seconds"] >= 0 and namespace["first_step_seconds"] > 0
+
+
+def test_coldstart_child_reports_both_calls_and_its_compilations():
+    """bench coldstart's child program (tiny network, this session's Numba cache): one JSON
+    line with both optimizers' first-call seconds and a record per compiled specialisation;
+    ``summary`` ranks them per scenario and optimizer."""
+    import json
+    import subprocess
+    import sys
+
+    from fastopt.bench import coldstart
+
+    for scenario in coldstart.SCENARIOS:
+        code = coldstart.program(scenario, sizes=(6, 5, 3), batch=4, rows=16)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True).stdout.strip().splitlines()[-1]
+        result = json.loads(out)
+        assert result["first_s"] > 0 and result["next_s"] > 0 and result["import_s"] > 0
+        assert all(r["phase"] in ("Adam", "RMSprop") and r["self_s"] <= r["total_s"] + 1e-9
+                   for r in result["specialisations"])
+    specs = [dict(scenario="fit", phase="Adam", depth=0, name="run_chunk_x_0123456789",
+                  args="", total_s=3.0, self_s=1.0),
+             dict(scenario="fit", phase="Adam", depth=1, name="mlp_forward_relu_abcdef0123",
+                  args="", total_s=2.0, self_s=2.0)]
+    rows = coldstart.summary(specs)
+    assert [r["name"] for r in rows] == ["mlp_forward_relu", "run_chunk_x",
+                                         "all 2 specialisations"]
+    assert rows[-1]["total_s"] == 3.0 and rows[-1]["self_s"] == 3.0
+    with pytest.raises(ValueError, match="scenario"):
+        coldstart.program("predict")

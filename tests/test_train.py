@@ -210,3 +210,42 @@ def test_integer_arguments_of_any_integer_type_and_never_rounded():
         with pytest.raises(ValueError, match=name):
             train.fit(model, opt, data, progress=False, **{name: value})
     assert model.params.tobytes() == before.tobytes() and opt.steps == 6
+
+
+_EVERY_SLOT_PATTERN = ([(name, {}) for name in optim.OPTIMIZERS]
+                       + [("Adam", dict(amsgrad=True)), ("RMSprop", dict(centered=True, momentum=0.9)),
+                          ("Adagrad", dict(convention="keras")), ("NAdam", dict(convention="keras")),
+                          ("Adamax", dict(convention="keras")), ("Adadelta", dict(convention="keras"))])
+
+
+@pytest.mark.parametrize("name,kw", _EVERY_SLOT_PATTERN)
+def test_fit_chunk_calls_every_rule_like_train_step(name, kw):
+    """fit's chunk loop is compiled once and calls each rule's update kernel through its
+    address (cpu.update_entry / call_update, one call site per state-slot pattern): every
+    rule and slot pattern gives train_step's bits."""
+    cls = optim.OPTIMIZERS[name] if name in optim.OPTIMIZERS else getattr(optim, name)
+    X, y = toy(n=29, features=5, classes=3)
+    a, b = nn.MLP([5, 7, 3], seed=2), nn.MLP([5, 7, 3], seed=2)
+    oa, ob = cls(a.params, **kw), cls(b.params, **kw)
+    train.fit(a, oa, (X, y), batch_size=8, epochs=2, eval_every=8, seed=5, progress=False)
+    rng = np.random.default_rng(5)
+    for _ in range(2):
+        for idx in train.epoch_batches(29, 8, rng):
+            b.train_step(X[idx], y[idx], ob)
+    np.testing.assert_array_equal(a.params, b.params)
+    for sa, sb in zip(oa.state_dict()["state"].values(), ob.state_dict()["state"].values()):
+        for key in sa:
+            np.testing.assert_array_equal(np.asarray(sa[key]), np.asarray(sb[key]))
+
+
+def test_update_entry_refuses_arrays_its_address_was_not_compiled_for():
+    from fastopt.kernels import cpu
+
+    p = np.zeros(8, np.float32)
+    hyper, flags = np.zeros(5, np.float32), np.zeros(2, np.int64)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        cpu.update_entry("sgd", p[::2], p[::2], (None, None, None), hyper, flags)
+    ro = p.copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        cpu.update_entry("sgd", ro, p, (None, None, None), hyper, flags)
