@@ -187,11 +187,6 @@ def test_non_bool_residual_is_refused(bad):
         nn.MLP(SIZES, residual=bad)
 
 
-def test_residual_on_cuda_is_refused_before_anything():
-    with pytest.raises(ValueError, match="residual has no GPU kernels"):
-        nn.MLP(SIZES, residual=True, target="cuda")
-
-
 def test_repr_names_it():
     assert "residual=True" in repr(nn.MLP(SIZES, residual=True))
     assert "residual" not in repr(nn.MLP(SIZES))

@@ -178,9 +178,9 @@ def run(args):
 def _run(args, data, grid, out):
     rng = np.random.default_rng(args.seed)
     batches = [rng.integers(0, data.n_train, args.batch_size) for _ in range(args.steps)]
-    print(f"gradients: {len(grid)} configuration(s) of {training.network_text(data, [WIDTH] * args.depth)}"
-          f" on {data.name}: gradient norms at init and after {args.steps} SGD step(s)",
-          flush=True)
+    net = training.network_text(data, [WIDTH] * args.depth)
+    print(f"gradients: {len(grid)} configuration(s) of {net} on {data.name}: gradient "
+          f"norms at init and after {args.steps} SGD step(s)", flush=True)
     bar = runs.Progress(total=len(grid), desc="gradients", unit="networks",
                         mode=runs.progress_mode(args.no_progress))
     rows, curves, summary, results = [], [], [], []
@@ -275,7 +275,8 @@ def plot_norms(results, data, args):
             ax = axes[row, col]
             ax.set_yscale("log")
             ax.grid(True, alpha=0.3)
-            ax.set_title(f"{act}, {'at initialisation' if phase == 'init' else f'after {args.steps} steps'}")
+            when = "at initialisation" if phase == "init" else f"after {args.steps} steps"
+            ax.set_title(f"{act}, {when}")
             ax.set_xlabel("layer (1 = first hidden, last = output)")
         axes[0, col].set_ylabel("||dL/dW||")
         axes[1, col].set_ylabel("||dL/dW||")

@@ -121,7 +121,7 @@ class MLP:
 
         the "x + f(x)" form. A first hidden layer whose width differs from the input's has
         none; the output layer never has one. With ``residual=False`` (default) the numbers
-        are exactly those of a network without the option. CPU only so far.
+        are exactly those of a network without the option. CPU and GPU.
     l2, l1 : float >= 0, penalties on the weight matrices only (Keras's
         ``kernel_regularizer``; never the biases or batch norm's gamma and beta), added to
         the loss of ``loss_and_grad``, ``train_step`` and ``evaluate`` (as Keras adds its
@@ -153,9 +153,6 @@ class MLP:
                  loss="cross_entropy", l2=0.0, l1=0.0, residual=False):
         l1, l2 = _check_penalties(l1, l2)
         residual = _checks.flag("residual", residual)
-        if residual and target == "cuda":
-            raise ValueError("residual has no GPU kernels yet: use target=\"cpu\" or "
-                             "residual=False")
         sizes, dropout, batch_norm, dtype = _check_arguments(
             sizes, activation, dropout, batch_norm, seed, dtype, target, loss)
         fill = initializers.get(init)
