@@ -257,6 +257,7 @@ def _panels(fig, rows, acts):
 def plot_norms(results, data, args):
     """Gradient norm vs layer (log y): one column per activation, rows init / trained."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     acts = list(dict.fromkeys(c[0] for c, *_ in results))
     inits = list(INITS)
@@ -278,6 +279,7 @@ def plot_norms(results, data, args):
             when = "at initialisation" if phase == "init" else f"after {args.steps} steps"
             ax.set_title(f"{act}, {when}")
             ax.set_xlabel("layer (1 = first hidden, last = output)")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[0, col].set_ylabel("||dL/dW||")
         axes[1, col].set_ylabel("||dL/dW||")
     axes[0, 0].legend(fontsize="x-small", ncol=2)
