@@ -70,8 +70,9 @@ def add_parser(sub):
 lists: --activations sigmoid,tanh,relu  --inits std0.01,xavier,he
        --batch-norm off,on  --residual off,on  (each a comma-separated subset)
 
-time: see README.md ("Gradient flow and skip connections") for measured figures; the
-  default grid is 36 networks.
+time: about 4.5 min on MNIST with the defaults (36 networks of 20 x 100, 100 steps
+  each; measured at load average ~5 on 2 shared cores, including the first compile of
+  the kernel variants); --steps, --depth and the subsets scale it down.
 
 outputs: gradients.csv, gradients_curves.csv, gradients_summary.csv, gradients.png,
   gradients_curves.png, settings.json""")
