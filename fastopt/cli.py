@@ -27,6 +27,8 @@ def build_parser():
     landscape.add_parser(sub)
     from .experiments import batchnorm  # fastopt batchnorm: the textbook's batch-norm figure
     batchnorm.add_parser(sub)
+    from .experiments import gradients  # fastopt gradients: gradient flow, skip connections
+    gradients.add_parser(sub)
     return parser
 
 

@@ -270,12 +270,13 @@ def _run_chunk(losses, grads, ws, batch, params, data, order, net, plan):
 
 
 @functools.cache
-def _chunk_kernel(loss, activation, bn=False, mask=False):
+def _chunk_kernel(loss, activation, bn=False, mask=False, residual=False):
     """The compiled chunk loop for one loss, activation and network kind, shared by every
     update rule (``cpu.call_update``; the serial update: see
     fastopt.nn.mlp.MLP.train_step)."""
-    return variant(_run_chunk, f"run_chunk_{loss}_{K._suffix(activation, bn, mask)}",
-                   loss_and_grad=K.loss_and_grad_kernel(loss, activation, bn, mask))
+    return variant(_run_chunk,
+                   f"run_chunk_{loss}_{K._suffix(activation, bn, mask, residual)}",
+                   loss_and_grad=K.loss_and_grad_kernel(loss, activation, bn, mask, residual))
 
 
 def _run_compiled(model, optimizer, X, y, batch, raise_plan_error=True):

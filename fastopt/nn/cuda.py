@@ -33,6 +33,12 @@ Python functions bound per variant with ``fastopt.kernels.jit.with_globals``.
   gradients (grid-stride), from ``fastopt.nn.kernels.penalty_value`` /
   ``penalty_derivative``.
 
+- skip connections (``MLP(residual=True)``; see ``fastopt.nn.kernels``): ``add_into``
+  (a_out += a_in after the hidden layer's fused GEMM; dLoss/da_in += dLoss/da_out),
+  ``copy_into`` (keeps dLoss/da of a layer with a skip in R) and ``act_grad`` (dz = da *
+  f'(z), act(z) recomputed from z: A holds act(z) + a_in); the input-gradient product of
+  such a network stores dz W^T plainly and these kernels finish it.
+
 One ``train_step`` launches 4L + 3 kernels for L layers (check, L forward products, loss,
 reduce, L weight-gradient products, L bias sums, L - 1 input-gradient products, update):
 23 for the 784-100x4-10 network, whatever the batch size; 2 more with a weight penalty.
@@ -213,6 +219,36 @@ def _penalty_grad(grads, params, ranges, l1, l2):
             grads[k] += penalty_derivative(params[k], l1, l2, c[0], c[1])
 
 
+def _add_into(out, inp):
+    """out += inp (2-D, same shape; grid-stride)."""
+    n, f = out.shape
+    for k in range(cuda.grid(1), n * f, cuda.gridsize(1)):
+        i = k // f
+        j = k - i * f
+        out[i, j] = out[i, j] + inp[i, j]
+
+
+def _copy_into(out, inp):
+    """out[:] = inp (2-D, same shape; grid-stride)."""
+    n, f = out.shape
+    for k in range(cuda.grid(1), n * f, cuda.gridsize(1)):
+        i = k // f
+        j = k - i * f
+        out[i, j] = inp[i, j]
+
+
+def _act_grad(d, z):
+    """In place: d holds dLoss/da, becomes dLoss/dz = d * f'(z) (act(z) from z)."""
+    kind = KIND
+    c = consts(d)
+    n, f = d.shape
+    for k in range(cuda.grid(1), n * f, cuda.gridsize(1)):
+        i = k // f
+        j = k - i * f
+        zij = z[i, j]
+        d[i, j] = d[i, j] * act_derivative(zij, act_forward(zij, kind, c), kind, c)
+
+
 def _any_nonfinite(a):
     """True if this thread's grid-stride share of the 2-D array a has a NaN or inf."""
     n, f = a.shape
@@ -311,6 +347,7 @@ GEMM_MODES = {  # name -> (TRANS_A, TRANS_B, EPILOGUE)
     "forward_output": (False, False, BIAS),       # logits = A W + b
     "weight_grad": (True, False, PLAIN),          # dW = A^T dZ
     "input_grad": (False, True, ACT_GRAD),        # dZprev = (dZ W^T) * f'(Zprev)
+    "input_grad_plain": (False, True, PLAIN),     # dAprev = dZ W^T (skip connections)
 }
 
 
@@ -326,9 +363,20 @@ def simple_function(name, dtype):
     fn = {"bias_grad": _bias_grad, "xent": _xent, "mse": _mse, "reduce": _reduce,
           "check_labels": _check_labels_kernel, "check_targets": _check_targets_kernel,
           "gather_rows": _gather_rows, "gather_items": _gather_items,
-          "penalty_sum": _penalty_sum, "penalty_grad": _penalty_grad}[name]
+          "penalty_sum": _penalty_sum, "penalty_grad": _penalty_grad,
+          "add_into": _add_into, "copy_into": _copy_into}[name]
     return _bind(fn, f"{name}_{np.dtype(dtype).name}", dtype, RT=REDUCE_THREADS,
                  BC=BIAS_COLS, BR=BIAS_ROWS)
+
+
+def act_grad_function(activation, dtype):
+    return _bind(_act_grad, f"act_grad_{activation}_{np.dtype(dtype).name}", dtype,
+                 KIND=K.ACTIVATIONS[activation])
+
+
+@functools.cache
+def act_grad_kernel(activation, dtype):
+    return gpu._import_cuda().jit(act_grad_function(activation, np.dtype(dtype).name))
 
 
 @functools.cache
@@ -363,7 +411,8 @@ def kernel_signatures(dtype, loss="cross_entropy"):
         for mode in ("forward_hidden", "input_grad"):
             out.append((f"gemm_{mode}_{act}", gemm_function(mode, act, dtype, TILE),
                         (m2, m2, m2, v1, m2, m2)))
-    for mode in ("forward_output", "weight_grad"):
+        out.append((f"act_grad_{act}", act_grad_function(act, dtype), (m2, m2)))
+    for mode in ("forward_output", "weight_grad", "input_grad_plain"):
         out.append((f"gemm_{mode}", gemm_function(mode, "identity", dtype, TILE),
                     (m2, m2, m2, v1, m2, m2)))
     simple = {
@@ -377,6 +426,8 @@ def kernel_signatures(dtype, loss="cross_entropy"):
         "gather_items": (i1, i1, i1, nt.int64),
         "penalty_sum": (v1, nt.int64, v1, i2, real, real),
         "penalty_grad": (v1, v1, i2, real, real),
+        "add_into": (m2, m2),
+        "copy_into": (m2, m2),
     }
     for name, sig in simple.items():
         out.append((name, simple_function(name, dtype), sig))
@@ -403,6 +454,7 @@ class Plan:
         self.Z = c.device_array(total, dt)
         self.A = c.device_array(total, dt)
         self.D = c.device_array(total, dt)
+        self.R = c.device_array(total if net.residual else 1, dt)  # dLoss/da, skips
         self.rowloss = c.device_array(n, dt)
         self.xb = c.device_array((n, sizes[0]), dt)
         self.yb = (c.device_array(n, np.int64) if net.loss == "cross_entropy"
@@ -414,6 +466,7 @@ class Plan:
             self.layers.append(dict(
                 z=self.Z[view].reshape(n, fo), a=self.A[view].reshape(n, fo),
                 d=self.D[view].reshape(n, fo),
+                r=self.R[view].reshape(n, fo) if net.residual else None,
                 grid=(math.ceil(fo / TILE), math.ceil(n / TILE)),
                 grid_dw=(math.ceil(fo / TILE), math.ceil(fi / TILE)),
                 grid_dx=(math.ceil(fi / TILE), math.ceil(n / TILE)),
@@ -433,6 +486,10 @@ class DeviceNet:
         self.dtype = model.dtype
         self.loss = model.loss
         self.activation = model.activation
+        self.residual = model.residual
+        # per layer: a skip connection around it (hidden, fan-in == fan-out)
+        self.skips = [model.residual and fi == fo and layer < len(self.sizes) - 2
+                      for layer, (fi, fo) in enumerate(zip(self.sizes[:-1], self.sizes[1:]))]
         self.plans = {}
         # status word: [bad X, bad y, sequence number of the failing step]
         self.status = c.to_device(np.zeros(3, dtype=np.int64))
@@ -511,6 +568,8 @@ class DeviceNet:
                 return lv["z"]
             gemm_kernel("forward_hidden", act, dt)[lv["grid"], (TILE, TILE)](
                 lv["z"], inp, W, b, lv["z"], lv["a"])
+            if self.skips[layer]:
+                simple_kernel("add_into", dt)[_grid1(lv["a"].size)](lv["a"], inp)
             inp = lv["a"]
         raise AssertionError("unreachable")
 
@@ -558,8 +617,20 @@ class DeviceNet:
             if layer > 0:
                 prev = plan.layers[layer - 1]
                 W = pviews[layer][0]
-                gemm_kernel("input_grad", act, dt)[lv["grid_dx"], (TILE, TILE)](
-                    prev["d"], lv["d"], W, self.dummy_bias, prev["z"], prev["a"])
+                if not self.residual:
+                    gemm_kernel("input_grad", act, dt)[lv["grid_dx"], (TILE, TILE)](
+                        prev["d"], lv["d"], W, self.dummy_bias, prev["z"], prev["a"])
+                    continue
+                # skip connections: dA_prev = dZ W^T (+ dA of this layer through its
+                # skip), kept in R if layer - 1 has a skip, then times f'(Z_prev)
+                gemm_kernel("input_grad_plain", "identity", dt)[lv["grid_dx"], (TILE, TILE)](
+                    prev["d"], lv["d"], W, self.dummy_bias, prev["d"], prev["d"])
+                grid = _grid1(prev["d"].size)
+                if self.skips[layer]:
+                    simple_kernel("add_into", dt)[grid](prev["d"], lv["r"])
+                if layer > 1 and self.skips[layer - 1]:
+                    simple_kernel("copy_into", dt)[grid](prev["r"], prev["d"])
+                act_grad_kernel(act, dt)[grid](prev["d"], prev["z"])
         if self.penalty is not None:
             simple_kernel("penalty_grad", dt)[_grid1(self.n_weights)](
                 gpu.flat(self.model.grads), gpu.flat(self.model.params), *self.penalty)

@@ -11,8 +11,14 @@ Buffers (all flat, one allocation each, views cut inside the kernels):
     M               inverted-dropout masks of the hidden layers (0 or 1/(1-p)), same layout,
                     or an empty array when dropout is off
     XH              batch norm: the normalised pre-activations (same layout), else empty
+    R               skip connections: dLoss/da of the hidden layers (same layout), kept by
+                    the backward pass for the skip's gradient, else empty
     With batch norm a hidden layer is Linear -> BatchNorm1d -> activation (-> dropout); its
     Z slot then holds the batch-normalised value u = gamma * xhat + beta.
+    Skip connections (``MLP(residual=True)``): a hidden layer whose fan-in equals its
+    fan-out adds its input after the activation (and after dropout):
+        a_out = act(z) (* mask) + a_in            ("x + f(x)"; the output layer never)
+    so its A slot holds the sum, and the backward pass adds dLoss/da_out to dLoss/da_in.
 
 Argument order of every kernel: outputs, inputs, parameters, sizes. Parameter gradients
 are overwritten (one loss_and_grad call per step). Matrix products go through numpy's
@@ -115,8 +121,10 @@ def _act_forward_pass(z, a, mask, b, use_mask, add_bias):
             a[i, j] = aij
 
 
-def _act_backward(dz, z, a, mask, use_mask):
-    """In place: dz holds dLoss/da on entry and dLoss/dz on return; a = act(z) (* mask)."""
+def _act_backward(dz, z, a, mask, use_mask, recompute):
+    """In place: dz holds dLoss/da on entry and dLoss/dz on return; a = act(z) (* mask)
+    (``recompute``: a is not act(z) - a skip connection added to it - so act(z) is
+    recomputed from z, as with a mask)."""
     kind = KIND
     c = _consts(dz)
     n, f = dz.shape
@@ -126,7 +134,8 @@ def _act_backward(dz, z, a, mask, use_mask):
             zij = z[i, j]
             if use_mask:
                 d = d * mask[i, j]
-                aij = act_forward(zij, kind, c)  # a holds act(z) * mask here
+            if use_mask or recompute:
+                aij = act_forward(zij, kind, c)  # a holds act(z) * mask (+ a_in) here
             else:
                 aij = a[i, j]
             dz[i, j] = d * act_derivative(zij, aij, kind, c)
@@ -141,12 +150,31 @@ def act_pass_kernel(activation):
 
 @functools.cache
 def act_backward_kernel(activation):
-    """act_backward(dz, z, a, mask, use_mask) for one activation."""
+    """act_backward(dz, z, a, mask, use_mask, recompute) for one activation."""
     return variant(_act_backward, f"act_backward_{activation}", KIND=ACTIVATIONS[activation])
 
 
 # ---------------------------------------------------------------------------------------
 # layers
+
+
+@jit
+def add_into(out, inp):
+    """out += inp (2-D, same shape): a skip connection, forward (a_out += a_in) and
+    backward (dLoss/da_in += dLoss/da_out)."""
+    n, f = out.shape
+    for i in range(n):
+        for j in range(f):
+            out[i, j] = out[i, j] + inp[i, j]
+
+
+@jit
+def copy_into(out, inp):
+    """out[:] = inp (2-D, same shape)."""
+    n, f = out.shape
+    for i in range(n):
+        for j in range(f):
+            out[i, j] = inp[i, j]
 
 
 @jit
@@ -387,30 +415,32 @@ def batchnorm_backward(dz, dgamma, dbeta, xhat, inv_std, gamma):
 # ---------------------------------------------------------------------------------------
 # the whole network
 #
-# net = (sizes, layout, use_mask, bn_mode, bn_eps, bn_momentum, l1, l2)
+# net = (sizes, layout, use_mask, bn_mode, bn_eps, bn_momentum, l1, l2, residual)
 #     l1, l2: the weight penalties (floats; 0.0 and 0.0 skip them, so the numbers are
 #     those of a network without them)
 #     layout[l] = (W offset, b offset, gamma offset, beta offset, statistics offset) in
 #     params/grads and in the per-feature statistics (-1 where a layer has no batch norm)
-# ws = (Z, A, D, M, XH, stats, running) flat buffers of the parameter dtype:
+# ws = (Z, A, D, M, XH, stats, running, R) flat buffers of the parameter dtype:
 #     Z, A, D, M as in the module docstring; XH the normalised pre-activations (batch
 #     norm), stats = [batch means | inverse stds], running = [running means | running vars]
-#     (each split at the total hidden width H)
+#     (each split at the total hidden width H); residual: skip connections (bool)
+#     around every hidden layer with fan-in == fan-out
 
 #
 # Bound per compiled variant (forward_kernel etc.): the activation's loops act_pass /
-# act_back, and HAS_BN / USE_MASK, compile-time constants, so a network without batch
-# norm or dropout compiles neither (Numba drops a branch on a constant before typing it).
-# net's use_mask and bn_mode must agree with them (``variant_key(net)``).
+# act_back, and HAS_BN / USE_MASK / RESIDUAL, compile-time constants, so a network without
+# batch norm, dropout or skip connections compiles none of them (Numba drops a branch on a
+# constant before typing it). net's use_mask, bn_mode and residual must agree with them
+# (``variant_key(net)``).
 
-HAS_BN = USE_MASK = False
+HAS_BN = USE_MASK = RESIDUAL = False
 act_pass = act_back = None
 
 
 def _mlp_forward(ws, params, X, net):
     """Forward pass of all layers; returns the logits view (the last layer's Z)."""
-    Z, A, D, M, XH, stats, running = ws
-    sizes, layout, _, bn_mode, bn_eps, bn_momentum, _, _ = net
+    Z, A, D, M, XH, stats, running, R = ws
+    sizes, layout, _, bn_mode, bn_eps, bn_momentum, _, _, _ = net
     use_mask = USE_MASK
     n = X.shape[0]
     n_layers = sizes.size - 1
@@ -443,6 +473,9 @@ def _mlp_forward(ws, params, X, net):
                               params[g_off:g_off + fo], params[beta_off:beta_off + fo],
                               bn_mode, bn_eps, bn_momentum)
             act_pass(z, a, mask, z[0], use_mask, False)
+        if RESIDUAL:
+            if fi == fo:
+                add_into(a, inp)
         inp = a
         off += n * fo
     return Z[0:0].reshape((0, 0))  # unreachable for >= 1 layer
@@ -450,8 +483,8 @@ def _mlp_forward(ws, params, X, net):
 
 def _mlp_backward(grads, ws, params, X, net):
     """Backward pass; D's last-layer slot must hold dLoss/dlogits on entry."""
-    Z, A, D, M, XH, stats, running = ws
-    sizes, layout, _, bn_mode, bn_eps, bn_momentum, _, _ = net
+    Z, A, D, M, XH, stats, running, R = ws
+    sizes, layout, _, bn_mode, bn_eps, bn_momentum, _, _, _ = net
     use_mask = USE_MASK
     n = X.shape[0]
     n_layers = sizes.size - 1
@@ -471,9 +504,15 @@ def _mlp_backward(grads, ws, params, X, net):
         inp = A[prev_off:off].reshape((n, fi))
         dprev = D[prev_off:off].reshape((n, fi))
         linear_backward(dprev, dW, db, dz, inp, W, True)
+        if RESIDUAL:
+            # dprev = dLoss/da of layer - 1 through W; plus the skip around this layer
+            if layer < n_layers - 1 and fi == fo:
+                add_into(dprev, R[off:off + n * fo].reshape((n, fo)))
+            if layer > 1 and sizes[layer - 1] == fi:  # layer - 1's skip: keep dLoss/da
+                copy_into(R[prev_off:off].reshape((n, fi)), dprev)
         zprev = Z[prev_off:off].reshape((n, fi))
         mprev = M[prev_off:off].reshape((n, fi)) if use_mask else zprev
-        act_back(dprev, zprev, inp, mprev, use_mask)
+        act_back(dprev, zprev, inp, mprev, use_mask, RESIDUAL)
         if HAS_BN:
             g_off, beta_off, s_off = (layout[layer - 1, 2], layout[layer - 1, 3],
                                       layout[layer - 1, 4])
@@ -508,39 +547,43 @@ Y_OK = {"cross_entropy": labels_ok, "mse": targets_ok}
 
 
 def variant_key(net):
-    """(has batch norm, uses dropout masks) of the network description ``net``: with the
-    activation, what selects the compiled network kernels."""
-    return bool(net[3] != BN_OFF), bool(net[2])
+    """(has batch norm, uses dropout masks, has skip connections) of the network
+    description ``net``: with the activation, what selects the compiled network kernels."""
+    return bool(net[3] != BN_OFF), bool(net[2]), bool(net[8])
 
 
-def _bindings(activation, bn, mask):
+def _bindings(activation, bn, mask, residual=False):
     return dict(KIND=ACTIVATIONS[activation], HAS_BN=bool(bn), USE_MASK=bool(mask),
-                act_pass=act_pass_kernel(activation), act_back=act_backward_kernel(activation))
+                RESIDUAL=bool(residual), act_pass=act_pass_kernel(activation),
+                act_back=act_backward_kernel(activation))
 
 
-def _suffix(activation, bn, mask):
-    return activation + ("_bn" if bn else "") + ("_mask" if mask else "")
+def _suffix(activation, bn, mask, residual=False):
+    return (activation + ("_bn" if bn else "") + ("_mask" if mask else "")
+            + ("_res" if residual else ""))
 
 
 @functools.cache
-def forward_kernel(activation, bn=False, mask=False):
+def forward_kernel(activation, bn=False, mask=False, residual=False):
     """mlp_forward(ws, params, X, net) -> logits view, for one activation and network
     kind (``variant_key(net)``)."""
-    return variant(_mlp_forward, f"mlp_forward_{_suffix(activation, bn, mask)}",
-                   **_bindings(activation, bn, mask))
+    return variant(_mlp_forward, f"mlp_forward_{_suffix(activation, bn, mask, residual)}",
+                   **_bindings(activation, bn, mask, residual))
 
 
 @functools.cache
-def backward_kernel(activation, bn=False, mask=False):
+def backward_kernel(activation, bn=False, mask=False, residual=False):
     """mlp_backward(grads, ws, params, X, net), for one activation and network kind."""
-    return variant(_mlp_backward, f"mlp_backward_{_suffix(activation, bn, mask)}",
-                   **_bindings(activation, bn, mask))
+    return variant(_mlp_backward, f"mlp_backward_{_suffix(activation, bn, mask, residual)}",
+                   **_bindings(activation, bn, mask, residual))
 
 
 @functools.cache
-def loss_and_grad_kernel(loss, activation, bn=False, mask=False):
+def loss_and_grad_kernel(loss, activation, bn=False, mask=False, residual=False):
     """loss_and_grad(grads, ws, params, X, y, net) -> loss, for one loss, activation and
     network kind."""
-    return variant(_loss_and_grad, f"loss_and_grad_{loss}_{_suffix(activation, bn, mask)}",
-                   loss_fn=LOSSES[loss], mlp_forward=forward_kernel(activation, bn, mask),
-                   mlp_backward=backward_kernel(activation, bn, mask))
+    return variant(_loss_and_grad,
+                   f"loss_and_grad_{loss}_{_suffix(activation, bn, mask, residual)}",
+                   loss_fn=LOSSES[loss],
+                   mlp_forward=forward_kernel(activation, bn, mask, residual),
+                   mlp_backward=backward_kernel(activation, bn, mask, residual))

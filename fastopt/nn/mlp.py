@@ -114,6 +114,14 @@ class MLP:
         GPU: ``model.params`` is a Numba device array; no dropout or batch norm there yet;
         without a GPU the error says what is missing)
     loss : "cross_entropy" or "mse"
+    residual : bool, identity skip connections around every hidden layer whose fan-in
+        equals its fan-out, added after the activation (and after dropout)::
+
+            a_out = act(z) + a_in          (with batch norm: act(BN(z)) + a_in)
+
+        the "x + f(x)" form. A first hidden layer whose width differs from the input's has
+        none; the output layer never has one. With ``residual=False`` (default) the numbers
+        are exactly those of a network without the option. CPU and GPU.
     l2, l1 : float >= 0, penalties on the weight matrices only (Keras's
         ``kernel_regularizer``; never the biases or batch norm's gamma and beta), added to
         the loss of ``loss_and_grad``, ``train_step`` and ``evaluate`` (as Keras adds its
@@ -142,8 +150,9 @@ class MLP:
 
     def __init__(self, sizes, activation="relu", init="he_normal", dropout=0.0,
                  batch_norm=False, seed=0, dtype="float32", target="cpu",
-                 loss="cross_entropy", l2=0.0, l1=0.0):
+                 loss="cross_entropy", l2=0.0, l1=0.0, residual=False):
         l1, l2 = _check_penalties(l1, l2)
+        residual = _checks.flag("residual", residual)
         sizes, dropout, batch_norm, dtype = _check_arguments(
             sizes, activation, dropout, batch_norm, seed, dtype, target, loss)
         fill = initializers.get(init)
@@ -155,6 +164,7 @@ class MLP:
         self.batch_norm = batch_norm
         self.l1 = l1
         self.l2 = l2
+        self.residual = residual
         self.bn_eps = 1e-5
         self.bn_momentum = 0.1
         self.dtype = dtype
@@ -315,15 +325,17 @@ class MLP:
     # buffers and masks
 
     def _workspace(self, n):
-        """(Z, A, D, M, XH, stats, running) flat buffers for a batch of n rows (reused)."""
+        """(Z, A, D, M, XH, stats, running, R) flat buffers for a batch of n rows (reused)."""
         ws = self._buffers.get(n)
         if ws is None:
             size = n * sum(self.sizes[1:])
             m_size = size if self.dropout > 0 else 0
             x_size = size if self.batch_norm else 0
+            r_size = size if self.residual else 0
             ws = (np.empty(size, self.dtype), np.empty(size, self.dtype),
                   np.empty(size, self.dtype), np.empty(m_size, self.dtype),
-                  np.empty(x_size, self.dtype), self._stats, self._running)
+                  np.empty(x_size, self.dtype), self._stats, self._running,
+                  np.empty(r_size, self.dtype))
             if len(self._buffers) > 8:
                 self._buffers.clear()
             self._buffers[n] = ws
@@ -341,7 +353,7 @@ class MLP:
         else:
             bn = K.BN_EVAL
         return (self._sizes, self._layout, training and self.dropout > 0, bn,
-                self.bn_eps, self.bn_momentum, self.l1, self.l2)
+                self.bn_eps, self.bn_momentum, self.l1, self.l2, self.residual)
 
     def penalty(self):
         """The weight penalty ``0.5 * l2 * sum(W**2) + l1 * sum(|W|)`` of the current
@@ -497,5 +509,6 @@ class MLP:
         extra += ", batch_norm=True" if self.batch_norm else ""
         extra += f", l2={self.l2}" if self.l2 else ""
         extra += f", l1={self.l1}" if self.l1 else ""
+        extra += ", residual=True" if self.residual else ""
         return (f"MLP({list(self.sizes)}, activation={self.activation!r}, loss={self.loss!r}, "
                 f"dtype={self.dtype.name}{extra}; {self.params.size} parameters)")
