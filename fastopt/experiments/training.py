@@ -217,7 +217,7 @@ class Runner:
             self.training = train.Training(
                 model, opt, data, batch_size=batch_size, epochs=epochs, max_steps=max_steps,
                 time_budget=seconds, eval_every=eval_every, eval_at=eval_at, seed=seed,
-                progress=False, clock=clock)
+                progress=False, clock=clock, train_eval_size=0)  # test columns only
 
     @property
     def label(self):
@@ -340,7 +340,8 @@ def seconds_per_step(data, hidden, config, batch_size, seed, steps=40, target="c
     with np.errstate(all="ignore"):
         try:
             history = train.fit(model, opt, small, batch_size=batch_size, max_steps=steps,
-                                eval_every=steps, seed=seed, progress=False)
+                                eval_every=steps, seed=seed, progress=False,
+                                train_eval_size=0)
         except train.TrainingDiverged as exc:
             history = exc.history
     last = history.records[-1]

@@ -207,7 +207,8 @@ def train_one(data, spec, steps, lr, batch_size, seed, progress, label=""):
     opt = optim.SGD(model.params, lr=lr)
     every = max(1, steps // 100)
     run = train.Training(model, opt, data, batch_size=batch_size, max_steps=steps,
-                         eval_every=every, seed=seed, progress=False, replacement=True)
+                         eval_every=every, seed=seed, progress=False, replacement=True,
+                         train_eval_size=0)
     bar = runs.Progress(total=steps, desc=f"init: {label}" if label else "init", unit="steps",
                         mode=progress)
     try:

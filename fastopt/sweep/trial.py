@@ -182,7 +182,8 @@ def run_trial(task, trial, data=None):
                                 time_budget=task.budget_seconds,
                                 eval_every=eval_every(task, len(X), batch),
                                 seed=settings["seed"], progress=False,
-                                replacement=task.replacement)
+                                replacement=task.replacement,
+                                train_eval_size=0)  # scored on the validation rows
             note = training.blown_up(history)
         except train.TrainingDiverged as exc:
             history = exc.history
