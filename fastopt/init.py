@@ -74,7 +74,6 @@ True
 import functools
 import inspect
 import math
-import numbers
 
 import numpy as np
 

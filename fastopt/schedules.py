@@ -44,7 +44,6 @@ Example
 import bisect
 import math
 import numbers
-import operator
 
 from . import _checks, specs
 

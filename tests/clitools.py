@@ -15,6 +15,19 @@ def cli(argv, capsys):
     return code, captured.out, captured.err
 
 
+def run_ok(argv):
+    """Run a command that must succeed (exit code 0, else the assertion shows its output);
+    returns its stdout."""
+    import io
+    from contextlib import redirect_stdout
+
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        code = main(argv)
+    assert code == 0, buf.getvalue()
+    return buf.getvalue()
+
+
 def read_csv(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))

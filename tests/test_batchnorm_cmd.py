@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 from fastopt import datasets  # noqa: E402
 from fastopt.cli import build_parser  # noqa: E402
 from fastopt.experiments import batchnorm as B  # noqa: E402
-from tests.clitools import cli, progress_every_update, read_csv  # noqa: E402
+from tests.clitools import cli, progress_every_update, read_csv, run_ok  # noqa: E402
 
 ARGV = ["batchnorm", "--dataset", "digits", "--epochs", "2", "--scales", "0.3,0.05",
         "--train-size", "200", "--seed", "1"]
@@ -22,17 +22,9 @@ ARGV = ["batchnorm", "--dataset", "digits", "--epochs", "2", "--scales", "0.3,0.
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """One tiny run: 2 scales x (without, with batch norm), 2 epochs of 2 steps."""
-    import io
-    from contextlib import redirect_stdout
-
-    from fastopt.cli import main
-
     out = tmp_path_factory.mktemp("bn") / "run"
-    buf = io.StringIO()
-    with redirect_stdout(buf):
-        code = main([*ARGV, "--no-progress", "--out", str(out)])
-    assert code == 0, buf.getvalue()
-    return out, buf.getvalue()
+    stdout = run_ok([*ARGV, "--no-progress", "--out", str(out)])
+    return out, stdout
 
 
 def test_files_rows_and_settings(finished):

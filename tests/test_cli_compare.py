@@ -1,12 +1,10 @@
 """`fastopt compare`: runs, histories, summary, figures, divergence, argument errors."""
 
 import csv
-import io
 import json
 import math
 import subprocess
 import sys
-from contextlib import redirect_stdout
 
 import matplotlib
 import numpy as np
@@ -15,10 +13,10 @@ import pytest
 matplotlib.use("Agg")
 
 from fastopt import datasets  # noqa: E402
-from fastopt.cli import build_parser, main  # noqa: E402
+from fastopt.cli import build_parser  # noqa: E402
 from fastopt.experiments import compare, training  # noqa: E402
 from fastopt.train import COLUMNS, History  # noqa: E402
-from tests.clitools import cli  # noqa: E402
+from tests.clitools import cli, run_ok  # noqa: E402
 
 OPTIMIZERS = "sgd,adam:lr=3e-3,sgd:lr=1e6"  # the last one diverges
 LABELS = ["sgd", "adam:lr=3e-3", "sgd:lr=1e6"]
@@ -43,11 +41,8 @@ def finished(tmp_path_factory):
             "--batch-sizes", "64,128", "--hidden", "32,32", "--epochs", "1", "--seeds", "2",
             "--evals", "4", "--schedule", "exponential:decay_steps=10,decay_rate=0.5",
             "--seed", "3", "--no-progress", "--out", str(out)]
-    buf = io.StringIO()
-    with redirect_stdout(buf):
-        code = main(argv)
-    assert code == 0, buf.getvalue()
-    return out, buf.getvalue(), argv
+    stdout = run_ok(argv)
+    return out, stdout, argv
 
 
 # ---------------------------------------------------------------------------------------

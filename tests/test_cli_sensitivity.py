@@ -1,9 +1,7 @@
 """`fastopt sensitivity`: the lr grid, the CSV, the figure, divergence, argument errors."""
 
-import io
 import json
 import math
-from contextlib import redirect_stdout
 
 import matplotlib
 import numpy as np
@@ -11,9 +9,9 @@ import pytest
 
 matplotlib.use("Agg")
 
-from fastopt.cli import build_parser, main  # noqa: E402
+from fastopt.cli import build_parser  # noqa: E402
 from fastopt.experiments import sensitivity, training  # noqa: E402
-from tests.clitools import cli, read_csv  # noqa: E402
+from tests.clitools import cli, read_csv, run_ok  # noqa: E402
 
 GRID = ["--lr-min", "1e-3", "--lr-max", "1e6", "--points", "4"]  # 1e-3, 1, 1e3, 1e6
 
@@ -30,11 +28,8 @@ def finished(tmp_path_factory):
     argv = ["sensitivity", "--optimizers", "sgd,momentum:momentum=0.5", *GRID,
             "--steps", "5", "--batch-size", "32", "--hidden", "16", "--seeds", "2",
             "--no-progress", "--out", str(out)]
-    buf = io.StringIO()
-    with redirect_stdout(buf):
-        code = main(argv)
-    assert code == 0, buf.getvalue()
-    return out, buf.getvalue(), argv
+    stdout = run_ok(argv)
+    return out, stdout, argv
 
 
 @pytest.mark.slow  # compiles the MLP training kernels on a cold cache

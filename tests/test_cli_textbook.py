@@ -1,9 +1,7 @@
 """`fastopt compare --textbook`: the book's smoothing, its sampling, the files and columns,
 and arguments that are refused before anything is written."""
 
-import io
 import json
-from contextlib import redirect_stdout
 
 import matplotlib
 import numpy as np
@@ -11,11 +9,10 @@ import pytest
 
 matplotlib.use("Agg")
 
-from fastopt.cli import main  # noqa: E402
 from fastopt.experiments import textbook, training  # noqa: E402
 from fastopt.optim import catalogue  # noqa: E402
 from fastopt.train import epoch_batches  # noqa: E402
-from tests.clitools import cli, read_csv  # noqa: E402
+from tests.clitools import cli, read_csv, run_ok  # noqa: E402
 
 ITERATIONS = 20
 LABELS = ["SGD", "Momentum", "AdaGrad", "Adam"]
@@ -78,11 +75,8 @@ def finished(tmp_path_factory):
     out = tmp_path_factory.mktemp("textbook") / "run"
     argv = ["compare", "--textbook", "--dataset", "digits", "--iterations", str(ITERATIONS),
             "--seed", "3", "--no-progress", "--out", str(out)]
-    buf = io.StringIO()
-    with redirect_stdout(buf):
-        code = main(argv)
-    assert code == 0, buf.getvalue()
-    return out, buf.getvalue()
+    stdout = run_ok(argv)
+    return out, stdout
 
 
 @pytest.mark.slow  # compiles the MLP training kernels on a cold cache

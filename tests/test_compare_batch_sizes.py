@@ -1,20 +1,18 @@
 """`fastopt compare --batch-sizes 1,32,full`: batch GD vs SGD vs mini-batch, the epochs
 axis, the verdict by epochs, and the errors of bad batch sizes."""
 
-import io
 import json
 import math
-from contextlib import redirect_stdout
 
 import matplotlib
 import pytest
 
 matplotlib.use("Agg")
 
-from fastopt.cli import build_parser, main  # noqa: E402
+from fastopt.cli import build_parser  # noqa: E402
 from fastopt.experiments import compare, training, verdict  # noqa: E402
 from fastopt.train import History  # noqa: E402
-from tests.clitools import cli, read_csv  # noqa: E402
+from tests.clitools import cli, read_csv, run_ok  # noqa: E402
 
 N_DIGITS = 1437  # training samples of the digits set
 
@@ -26,11 +24,8 @@ def three_way(tmp_path_factory):
     argv = ["compare", "--dataset", "digits", "--optimizers", "sgd", "--batch-sizes",
             "1,32,full", "--hidden", "8", "--epochs", "2", "--seeds", "1", "--workers", "1",
             "--target-accuracy", "0.5", "--no-progress", "--out", str(out)]
-    buf = io.StringIO()
-    with redirect_stdout(buf):
-        code = main(argv)
-    assert code == 0, buf.getvalue()
-    return out, buf.getvalue(), argv
+    stdout = run_ok(argv)
+    return out, stdout, argv
 
 
 def test_full_is_the_whole_training_set_and_each_run_has_its_batch(three_way):

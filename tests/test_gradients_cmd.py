@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 
 from fastopt import datasets, nn  # noqa: E402
 from fastopt.experiments import gradients as G  # noqa: E402
-from tests.clitools import cli, progress_every_update, read_csv  # noqa: E402
+from tests.clitools import cli, progress_every_update, read_csv, run_ok  # noqa: E402
 
 ARGV = ["gradients", "--dataset", "digits", "--depth", "3", "--steps", "3",
         "--activations", "relu,sigmoid", "--inits", "std0.01,he", "--batch-norm", "off",
@@ -22,17 +22,9 @@ CONFIGS = [(a, i, "off", r) for a in ("relu", "sigmoid") for i in ("std0.01", "h
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    import io
-    from contextlib import redirect_stdout
-
-    from fastopt.cli import main
-
     out = tmp_path_factory.mktemp("grad") / "run"
-    buf = io.StringIO()
-    with redirect_stdout(buf):
-        code = main([*ARGV, "--no-progress", "--out", str(out)])
-    assert code == 0, buf.getvalue()
-    return out, buf.getvalue()
+    stdout = run_ok([*ARGV, "--no-progress", "--out", str(out)])
+    return out, stdout
 
 
 def test_files_rows_and_settings(finished):

@@ -26,8 +26,6 @@ import argparse
 import math
 import time
 
-import numpy as np
-
 from .. import runs, tables
 
 HIDDEN = (100,) * 6  # the textbook's overfitting network
