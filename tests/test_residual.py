@@ -92,15 +92,11 @@ def test_forward_matches_numpy_reference(act, rng):
     assert abs(plain.loss_and_grad(X, y) - model.loss_and_grad(X, y)) > 1e-6
 
 
-@pytest.mark.parametrize("bn", [False, True])
-def test_gradients_match_finite_differences(bn, rng):
-    model = nn.MLP(SIZES, activation="tanh", batch_norm=bn, residual=True,
-                   dtype="float64", seed=5)
-    X, y = data(rng)
+def check_central_differences(model, X, y, indices, h=1e-6):
+    """model.grads at params[indices] against central differences of the training loss."""
     model.loss_and_grad(X, y)
     grads = model.grads.copy()
-    h = 1e-6
-    for k in rng.choice(model.params.size, 40, replace=False):
+    for k in indices:
         old = model.params[k]
         model.params[k] = old + h
         up = model.loss_and_grad(X, y)
@@ -108,6 +104,15 @@ def test_gradients_match_finite_differences(bn, rng):
         down = model.loss_and_grad(X, y)
         model.params[k] = old
         np.testing.assert_allclose(grads[k], (up - down) / (2 * h), rtol=1e-5, atol=1e-8)
+
+
+
+@pytest.mark.parametrize("bn", [False, True])
+def test_gradients_match_finite_differences(bn, rng):
+    model = nn.MLP(SIZES, activation="tanh", batch_norm=bn, residual=True,
+                   dtype="float64", seed=5)
+    X, y = data(rng)
+    check_central_differences(model, X, y, rng.choice(model.params.size, 40, replace=False))
 
 
 def test_dropout_with_skips_matches_finite_differences_under_fixed_masks(rng, monkeypatch):
@@ -124,17 +129,7 @@ def test_dropout_with_skips_matches_finite_differences_under_fixed_masks(rng, mo
         M[:masks[n].size] = masks[n]
 
     monkeypatch.setattr(model, "_draw_masks", fixed)
-    model.loss_and_grad(X, y)
-    grads = model.grads.copy()
-    h = 1e-6
-    for k in rng.choice(model.params.size, 30, replace=False):
-        old = model.params[k]
-        model.params[k] = old + h
-        up = model.loss_and_grad(X, y)
-        model.params[k] = old - h
-        down = model.loss_and_grad(X, y)
-        model.params[k] = old
-        np.testing.assert_allclose(grads[k], (up - down) / (2 * h), rtol=1e-5, atol=1e-8)
+    check_central_differences(model, X, y, rng.choice(model.params.size, 30, replace=False))
 
 
 def test_first_layer_without_matching_width_has_no_skip(rng):
