@@ -20,17 +20,22 @@ FASTOPT_THREADS
 
 import os
 
-# Explicit fast-math flags: allow reciprocal and function approximations and ignore the sign
-# of zero, but NOT "nnan"/"ninf", so NaN and inf propagate and can be noticed, and NOT
-# "contract" or "reassoc". With "contract" LLVM fuses a*b + c into an FMA in the vectorised
-# body of a loop but not always in its scalar remainder, so the serial kernel, the prange
-# kernel and the prange kernel on another thread count differed in a few elements by an ulp
-# (Adam with amsgrad: 623 of 40,001 float32 elements; Lion with weight decay: 1); without it
-# the three agree bitwise for every rule (tests/test_kernels.py, test_paths_agree_bitwise),
-# so fastopt.threads may switch between them with the load, and C compilers without
-# contraction (the Cython backend) can match Numba bit for bit. Element-wise kernels are
-# memory-bound: no measurable cost (benchmarks/README.md, "Contention").
-FASTMATH = {"nsz", "arcp", "afn"}
+# Explicit fast-math flags: ignore the sign of zero, and nothing else. NOT "nnan"/"ninf", so
+# NaN and inf propagate and can be noticed; NOT "contract" or "reassoc": with "contract" LLVM
+# fuses a*b + c into an FMA in the vectorised body of a loop but not always in its scalar
+# remainder, so the serial kernel, the prange kernel and the prange kernel on another thread
+# count differed in a few elements by an ulp (Adam with amsgrad: 623 of 40,001 float32
+# elements; Lion with weight decay: 1); NOT "arcp"/"afn": with them LLVM turns a float32
+# x / sqrt(y) into the x86 reciprocal-square-root estimate plus a Newton step, whose bits
+# depend on the CPU (rsqrtps and the AVX-512 rsqrt14ps differ after the Newton step in 37%
+# of random inputs on an AMD Zen 4) and on which part of a loop (512-bit body, 256-bit or
+# scalar remainder) an element falls in. Without them every division and square root is the
+# correctly rounded IEEE operation, as in torch and in C: the three CPU paths agree bitwise
+# for every rule (tests/test_kernels.py, test_paths_agree_bitwise), fastopt.threads may switch
+# between them with the load, and the Cython backend (C without contraction) matches Numba
+# bit for bit on any x86 CPU. Element-wise kernels are memory-bound: no measurable cost at
+# N >= 1e5 (benchmarks/README.md, "Contention", "Numba or Cython?").
+FASTMATH = {"nsz"}
 # Reductions (the gradient norm) need "reassoc" to vectorise.
 REDUCTION_FASTMATH = FASTMATH | {"reassoc"}
 

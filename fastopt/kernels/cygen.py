@@ -4,8 +4,9 @@
 with ``ast`` (from ``inspect.getsource``) and transcribes them into typed ``cdef inline ...
 noexcept nogil`` functions, one copy per float type, so that float32 arithmetic stays float32
 as Numba does it: ``math.sqrt`` becomes ``sqrtf`` for float32 (Numba lowers it to
-``llvm.sqrt.f32``) and ``sqrt`` for float64, ``abs`` becomes ``fabsf``/``fabs``, ``and``/``or``/
-``not`` short-circuit as in Python, integer flags (int64 arrays, 0 or 1) are held in an integer
+``llvm.sqrt.f32``) and ``sqrt`` for float64, ``abs`` becomes ``fabsf``/``fabs``, ``and``/``or``
+become C's ``&``/``|`` on 0/1 values (the operands are side-effect-free conditions, so
+nothing changes but the branches gcc must if-convert), integer flags (int64 arrays, 0 or 1) are held in an integer
 of the float's width (``int32_t``/``int64_t``: a condition then selects between floats lane
 for lane, which gcc needs to vectorise a branch). Around each rule it writes
 the loops of ``fastopt.kernels.cpu._update_loop``: a serial ``for`` and an OpenMP ``prange``,
@@ -59,10 +60,6 @@ class _Func:
         self.tree = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
         self.line0 = fn.__code__.co_firstlineno - 1
         self.types = {}  # local name -> FLOAT / INT / BOOL
-        self.hyper_names = set()  # names unpacked from h and never reassigned
-        self.sqrt_of = {}  # float32: name -> C name of y, for a name holding sqrt(y)
-        self.repeated = set()  # (id(statement), name): a repeated divisor (see divide)
-        self.stmt = None  # id of the statement being translated
 
     def fail(self, node, message):
         line = self.line0 + getattr(node, "lineno", 1)
@@ -70,75 +67,6 @@ class _Func:
             f"Cython generator: {self.what}, {self.fn.__code__.co_filename}:{line}: {message}. "
             "Rewrite it with the constructs listed in fastopt/kernels/cygen.py (or teach "
             "the generator the construct and its exact Numba semantics)")
-
-    def divide(self, node, a, b):
-        """a / b as Numba compiles it with "arcp" and "afn" in config.FASTMATH (LLVM 15+ on
-        x86-64), where that is not a correctly rounded division:
-
-        * a divisor that depends on the hyperparameters only is loop-invariant: LICM
-          replaces the division by a multiplication by its reciprocal, computed once
-          before the loop in the same type;
-        * float32, a divisor that is a square root (``math.sqrt(y)``, or a name assigned one
-          in the same block): the DAG combiner uses the reciprocal-square-root estimate
-          with one Newton step (``fastopt_rsqrt_nr``, the instruction LLVM uses, so the
-          bits of this CPU);
-        * a divisor name divided by twice or more in one block (X86's
-          combineRepeatedFPDivisors threshold is 2): one reciprocal, multiplications.
-        """
-        c = self.gen.t["c"]
-        right = node.right
-        if self.invariant(right):
-            return f"({a} * (<{c}>1 / {b}))"
-        sqrt_arg = None
-        if c == "float":
-            if (isinstance(right, ast.Call) and isinstance(right.func, ast.Attribute)
-                    and right.func.attr == "sqrt"):
-                sqrt_arg = self.expr(right.args[0])[0]
-            elif isinstance(right, ast.Name) and right.id in self.sqrt_of:
-                sqrt_arg = self.sqrt_of[right.id]
-        if sqrt_arg is not None:
-            return f"({a} * fastopt_rsqrt_nr({sqrt_arg}))"
-        if isinstance(right, ast.Name) and (self.stmt, right.id) in self.repeated:
-            return f"({a} * (<{c}>1 / {b}))"
-        return f"({a} / {b})"
-
-    def scan_divisors(self, stmts):
-        """(statement, name) pairs of a block where a name is a divisor twice or more
-        between two assignments of it (one SSA value in one basic block)."""
-        uses = {}  # name -> statements dividing by its current value
-        groups = []
-
-        def close(name):
-            if len(uses.get(name, ())) >= 2:
-                groups.append((name, uses[name]))
-            uses.pop(name, None)
-
-        for s in stmts:
-            if isinstance(s, (ast.Assign, ast.AugAssign)):
-                value = s.value
-                for n in ast.walk(value):
-                    if (isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div)
-                            and isinstance(n.right, ast.Name)):
-                        uses.setdefault(n.right.id, []).append(s)
-                targets = s.targets if isinstance(s, ast.Assign) else [s.target]
-                for t in targets:
-                    if isinstance(t, ast.Name):
-                        close(t.id)
-            else:  # a branch: a new block; names assigned in it are new values after it
-                for n in ast.walk(s):
-                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
-                        close(n.id)
-        for name in list(uses):
-            close(name)
-        for name, ss in groups:
-            self.repeated.update((id(x), name) for x in ss)
-
-    def invariant(self, node):
-        """True if the expression depends on the hyperparameters only (the same value for
-        every element: loop-invariant in the compiled loop)."""
-        names = [n.id for n in ast.walk(node) if isinstance(n, ast.Name)]
-        calls = [n for n in ast.walk(node) if isinstance(n, ast.Call)]
-        return bool(names) and not calls and all(n in self.hyper_names for n in names)
 
     def declare(self, node, name, typ):
         if name in _RESERVED or name.startswith("_cy_"):
@@ -173,8 +101,6 @@ class _Func:
             if ta != FLOAT or tb != FLOAT:
                 self.fail(node, f"arithmetic on a {ta} and a {tb} (only float op float: "
                                 "Numba promotes float32 with an integer to float64)")
-            if op == "/":
-                return self.divide(node, a, b), FLOAT
             return f"({a} {op} {b})", FLOAT
         if isinstance(node, ast.UnaryOp):
             a, ta = self.expr(node.operand)
@@ -198,14 +124,18 @@ class _Func:
                 self.fail(node, f"a comparison of a {ta} with a {tb}")
             return f"({a} {op} {b})", BOOL
         if isinstance(node, ast.BoolOp):
+            # Written as C's & and | on 0/1 values, not as short-circuit and/or: the
+            # operands are side-effect-free conditions and flags (0 or 1), so the value is
+            # the same, and gcc if-converts and vectorises a branch on ``a > b or a != a``
+            # (the NaN-propagating maximum) only without the short-circuit jumps.
             op = "and" if isinstance(node.op, ast.And) else "or"
             parts = []
             for v in node.values:
                 text, tv = self.expr(v)
                 if tv not in (INT, BOOL):
                     self.fail(v, f"'{op}' on a {tv} (a condition or flag is needed)")
-                parts.append(text)
-            return "(" + f" {op} ".join(parts) + ")", BOOL
+                parts.append(f"({text})")
+            return "(" + (" & " if op == "and" else " | ").join(parts) + ")", BOOL
         if isinstance(node, ast.Call):
             return self.call(node)
         self.fail(node, f"the expression {type(node).__name__}")
@@ -239,9 +169,7 @@ class _Func:
     def block(self, stmts, indent, on_return):
         out = []
         pad = "    " * indent
-        self.scan_divisors(stmts)
         for s in stmts:
-            self.stmt = id(s)
             if isinstance(s, (ast.Assign, ast.AugAssign)):
                 if isinstance(s, ast.AugAssign):
                     target = s.target
@@ -258,19 +186,8 @@ class _Func:
                 if typ == INT:
                     self.fail(s, "an assignment of an integer (flags come from f only)")
                 self.declare(s, target.id, typ)
-                self.sqrt_of.pop(target.id, None)
-                if (indent == 1 and isinstance(value, ast.Call)
-                        and isinstance(value.func, ast.Attribute) and value.func.attr == "sqrt"):
-                    # keep y of target = sqrt(y) for a later division by target
-                    hidden = f"_cy_sqrtarg_{target.id}"
-                    self.types[hidden] = FLOAT
-                    out.append(f"{pad}{hidden} = {self.expr(value.args[0])[0]}")
-                    self.sqrt_of[target.id] = hidden
                 out.append(f"{pad}{target.id} = {text}")
             elif isinstance(s, ast.If):
-                for n in ast.walk(s):  # a value assigned in a branch is a phi after it
-                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
-                        self.sqrt_of.pop(n.id, None)
                 text, typ = self.expr(s.test)
                 if typ not in (INT, BOOL):
                     self.fail(s, f"'if' on a {typ} (compare it explicitly)")
@@ -368,12 +285,6 @@ class _Generator:
                 body.remove(s)
         if not body or not isinstance(body[-1], ast.Return):
             func.fail(tree, "a rule must end with 'return p, s0, s1, s2'")
-        assigned = {t.id for s in ast.walk(ast.Module(body=body, type_ignores=[]))
-                    if isinstance(s, (ast.Assign, ast.AugAssign))
-                    for t in (s.targets if isinstance(s, ast.Assign) else [s.target])
-                    if isinstance(t, ast.Name)}
-        func.hyper_names = {n for n, typ in func.types.items()
-                            if typ == FLOAT and n not in params[:5]} - assigned
         for s in ast.walk(ast.Module(body=body[:-1], type_ignores=[])):
             if isinstance(s, ast.Return):
                 func.fail(s, "a return before the rule's last statement")
@@ -417,22 +328,6 @@ from cython.parallel cimport prange
 from libc.math cimport sqrt, sqrtf, fabs, fabsf
 from libc.stdint cimport int32_t, int64_t
 
-cdef extern from *:
-    """
-    #include <immintrin.h>
-    /* 1/sqrt(a) as LLVM's x86 backend builds it for float32 under "afn"+"arcp": the
-       rsqrtss estimate and one Newton step, E = (E * -0.5) * ((a * E) * E + -3.0)
-       (DAGCombiner::buildSqrtNRTwoConst) */
-    static inline float fastopt_rsqrt_nr(float a) {
-        float e = _mm_cvtss_f32(_mm_rsqrt_ss(_mm_set_ss(a)));
-        float ae = a * e;
-        float aee = ae * e;
-        float rhs = aee + -3.0f;
-        float lhs = e * -0.5f;
-        return lhs * rhs;
-    }
-    """
-    float fastopt_rsqrt_nr(float a) noexcept nogil
 '''
 
 _LOOPS = """

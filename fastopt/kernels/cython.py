@@ -17,13 +17,11 @@ FMA; config.FASTMATH has no "contract", so neither may the C compiler),
 of a branch and call no sqrtf for errno, and so vectorise, as LLVM does), unswitching
 limits raised so that gcc 12 makes a copy of each loop per combination of the flags (0 or 1,
 the same for every element) - without it Adam's loop with two state arrays stays scalar,
-2-5x slower than Numba's - and ``-fopenmp`` for the ``prange`` loops. config.FASTMATH still has "arcp" and "afn", with which LLVM rewrites
-some divisions (by a loop-invariant value, by a divisor used twice, float32 by a square
-root: the x86 reciprocal-square-root estimate); the generator writes those divisions the
-way LLVM does (``fastopt.kernels.cygen``, ``_Func.divide``), so the element-wise kernels are
-bitwise equal to Numba's on the machine they are built on (tests/test_cython.py: every rule,
-option, dtype and path). The gradient sum of squares is not bitwise Numba's: Numba's reduction has
-"reassoc" (config.REDUCTION_FASTMATH) and LLVM splits it into vector lanes whose partial
+2-5x slower than Numba's - and ``-fopenmp`` for the ``prange`` loops. config.FASTMATH has
+no "arcp" or "afn" either, so Numba's divisions and square roots are the correctly rounded
+ones, as C's are, and the element-wise kernels are bitwise equal to Numba's
+(tests/test_cython.py: every rule, option, dtype and path). The gradient sum of squares is
+not bitwise Numba's: Numba's reduction has "reassoc" (config.REDUCTION_FASTMATH) and LLVM splits it into vector lanes whose partial
 sums depend on the target's vector width; the C loop adds in order (serial) or per OpenMP
 thread. Both are float64 sums of float32/float64 squares: they differ by rounding (relative
 1e-15 or so), and so may a clip coefficient computed from them.
@@ -85,8 +83,8 @@ def source():
 
 
 def _cpu_model():
-    """The CPU's model and instruction-set flags (-march=native code runs on that CPU only,
-    and the float32 rsqrt estimate may differ between models)."""
+    """The CPU's model and instruction-set flags (-march=native code runs on that CPU
+    only)."""
     found = {}
     try:
         with open("/proc/cpuinfo") as fh:
