@@ -10,7 +10,8 @@ its files (one per environment) and derives what asv does not show:
   implementation and target, ``fastopt.bench.suite.UPDATE_STEPS``): time per optimizer step
   (asv's time per call: one step per call), effective bandwidth of fastopt
   ((3 + 2 * n_state) * itemsize * N bytes per step) and each peer's time over fastopt's at
-  the same parameters (NumPy reference, torch.optim for-loop, torch fused);
+  the same parameters (fastopt's Cython backend, NumPy reference, torch.optim for-loop,
+  torch fused);
 - MLP (``bench_nn.<Impl>MLP[CUDA].*``): time per call, samples per second, PyTorch's time
   over fastopt's;
 - convergence (``bench_train.Convergence<DataSet>.track_*``): test accuracy, steps and
@@ -51,7 +52,9 @@ DEFAULT_RESULTS = os.path.join(".asv", "results")
 
 UPDATE_STEPS = suite.UPDATE_STEPS
 LEGACY_UPDATE = suite.LEGACY_UPDATE
-UPDATE_PEERS = tuple(impl for impl in definitions.UPDATE_IMPLS if impl != "fastopt")
+#: fastopt's own Cython backend (bench_optim.CythonStep) first, then the peers
+UPDATE_PEERS = ("cython",) + tuple(impl for impl in definitions.UPDATE_IMPLS
+                                   if impl != "fastopt")
 MLP_CLASSES = suite.MLP_CLASSES
 LEGACY_MLP_PREFIX = suite.LEGACY_MLP_PREFIX
 MLP_KINDS = suite.MLP_TIMINGS
@@ -473,10 +476,11 @@ def other_rows(entries):
 
 
 UPDATE_COLUMNS = (["optimizer", "n", "dtype", "target", "fastopt_us", "fastopt_gbps",
-                   "numpy_us", "torch_us", "torch_fused_us", "numpy_x", "torch_x",
-                   "torch_fused_x"],
+                   "cython_us", "numpy_us", "torch_us", "torch_fused_us", "cython_x",
+                   "numpy_x", "torch_x", "torch_fused_x"],
                   ["optimizer", "N", "dtype", "target", "fastopt us/step", "GB/s",
-                   "numpy us", "torch us", "fused us", "numpy x", "torch x", "fused x"])
+                   "Cython us", "numpy us", "torch us", "fused us", "Cython x", "numpy x",
+                   "torch x", "fused x"])
 MLP_COLUMNS = (["what", "batch", "target", "fastopt_us", "fastopt_samples_per_s", "torch_us",
                 "torch_samples_per_s", "torch_x"],
                ["timing", "batch", "target", "fastopt us", "samples/s", "torch us",
@@ -527,7 +531,8 @@ def format_table(rows, columns, headers):
 
 _IMPL_STYLE = {"fastopt": dict(color="C0", marker="o"), "numpy": dict(color="C2", marker="s"),
                "torch": dict(color="C1", marker="^"),
-               "torch-fused": dict(color="C3", marker="v")}
+               "torch-fused": dict(color="C3", marker="v"),
+               "cython": dict(color="C4", marker="D", linestyle="--")}
 
 
 def plot_update(rows, dtype, target):

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _checks, threads
-from .kernels import cpu
+from .kernels import cpu, warmup
 from .kernels.jit import variant
 from .nn import kernels as K
 
@@ -276,7 +276,7 @@ def _chunk_kernel(loss, activation, bn=False, mask=False, residual=False):
     fastopt.nn.mlp.MLP.train_step)."""
     return variant(_run_chunk,
                    f"run_chunk_{loss}_{K._suffix(activation, bn, mask, residual)}",
-                   loss_and_grad=K.loss_and_grad_kernel(loss, activation, bn, mask, residual))
+                   loss_and_grad=K.loss_and_grad_inline(loss, activation, bn, mask, residual))
 
 
 def _run_compiled(model, optimizer, X, y, batch, raise_plan_error=True):
@@ -299,7 +299,12 @@ def _run_compiled(model, optimizer, X, y, batch, raise_plan_error=True):
         hypers, flags = plan.hypers[0], plan.flags[0]
         address, used, slots = cpu.update_entry(plan.rule, model.params, model.grads,
                                                 plan.slots[0], hypers[0], flags[0])
-        kernel = _chunk_kernel(model.loss, model.activation, *K.variant_key(net))
+        vkey = K.variant_key(net)
+        warmup.once(("fit", model.loss, model.activation, vkey, plan.rule, model.dtype.char,
+                     X.dtype.char, y.dtype.char, y.ndim,
+                     tuple(s is None for s in plan.slots[0])),
+                    lambda: model._warm_jobs(xb, yb, net, ws, vkey, plan, False))
+        kernel = _chunk_kernel(model.loss, model.activation, *vkey)
         done = threads.run_training(
             ("fit", model.sizes, nb, model.dtype.char, plan.rule), len(batch), kernel, losses,
             model.grads, ws, (xb, yb, yb.reshape(nb, -1)), model.params,

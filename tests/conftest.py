@@ -8,6 +8,9 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 # (FASTOPT_THREADS=all), so a neighbour on the CI machine cannot switch a run to one BLAS
 # thread halfway (fastopt.threads). The auto policy has tests of its own, on a fake clock.
 os.environ.setdefault("FASTOPT_THREADS", "all")
+# No compile helper processes (fastopt.kernels.warmup) beside the tests' own kernels: a
+# new network kind in a test would start one; tests/test_warmup.py turns them on.
+os.environ.setdefault("FASTOPT_COMPILE_PROCESSES", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -14,12 +14,14 @@ import pytest
 from fastopt import asvreport, cli
 
 STEPS = {cls: f"bench_optim.{cls}.time_step" for cls in
-         ("FastoptStep", "FastoptStepCUDA", "NumpyStep", "TorchStep", "TorchFusedStep")}
+         ("FastoptStep", "FastoptStepCUDA", "CythonStep", "NumpyStep", "TorchStep",
+          "TorchFusedStep")}
 COLUMNS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
            "stats_ci_99_b", "stats_q_25", "stats_q_75", "stats_number", "stats_repeat",
            "samples", "profile"]
 NAN = float("nan")
-PER_STEP = {"fastopt": 10e-6, "numpy": 30e-6, "torch": 50e-6, "torch-fused": 20e-6}
+PER_STEP = {"fastopt": 10e-6, "cython": 11e-6, "numpy": 30e-6, "torch": 50e-6,
+            "torch-fused": 20e-6}
 
 
 def _params(*lists):
@@ -46,6 +48,7 @@ def _benchmarks():
     update = {
         STEPS["FastoptStep"]: _step_benchmark("fastopt", opts, sizes),
         STEPS["FastoptStepCUDA"]: _step_benchmark("fastopt", opts, [10**6], skipped=True),
+        STEPS["CythonStep"]: _step_benchmark("cython", opts, sizes),
         STEPS["NumpyStep"]: _step_benchmark("numpy", opts, sizes),
         STEPS["TorchStep"]: _step_benchmark("torch", ["sgd", "adam"], sizes),  # no Lion
         STEPS["TorchFusedStep"]: _step_benchmark("torch-fused", ["sgd", "adam"], sizes),
@@ -163,6 +166,7 @@ def test_update_rows_per_step_times_bandwidth_and_ratios(results):
     # Adam: 2 state arrays -> (3 + 4) * 4 bytes * 1000 per step in 10 us
     assert adam["fastopt_gbps"] == pytest.approx(7 * 4 * 1000 / 10e-6 / 1e9)
     assert adam["numpy_x"] == pytest.approx(3.0)
+    assert adam["cython_us"] == pytest.approx(11.0) and adam["cython_x"] == pytest.approx(1.1)
     assert adam["torch_x"] == pytest.approx(5.0)
     assert adam["torch_fused_x"] == pytest.approx(2.0)
     sgd = _rows(rows, optimizer="sgd", n=1000000)[0]  # SGD with momentum: 1 state array

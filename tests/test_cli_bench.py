@@ -151,6 +151,7 @@ def test_coldstart_child_reports_both_calls_and_its_compilations():
                              check=True).stdout.strip().splitlines()[-1]
         result = json.loads(out)
         assert result["first_s"] > 0 and result["next_s"] > 0 and result["import_s"] > 0
+        assert result["helpers"] == 0  # tests/conftest.py: FASTOPT_COMPILE_PROCESSES=1
         assert all(r["phase"] in ("Adam", "RMSprop") and r["self_s"] <= r["total_s"] + 1e-9
                    for r in result["specialisations"])
     specs = [dict(scenario="fit", phase="Adam", depth=0, name="run_chunk_x_0123456789",

@@ -13,7 +13,9 @@ The child listens to Numba's ``numba:compile`` events, so the empty-cache run al
 which compiled specialisations took the time (``specialisations``): one row per
 specialisation with its total seconds (including what it compiled inside it) and its
 own seconds (without those), in CPU seconds of the compiling thread, so a busy machine
-inflates them less than the wall-clock columns. asv's ``bench_import.ColdStart`` times
+inflates them less than the wall-clock columns. ``helpers``: the compile helper processes
+the first call started (``fastopt.kernels.warmup``; FASTOPT_COMPILE_PROCESSES=1 in the
+environment turns them off); what a helper compiled is not in this process's table. asv's ``bench_import.ColdStart`` times
 the simpler ``definitions.cold_start_program``.
 """
 
@@ -72,11 +74,13 @@ def first(name):
         model.train_step(X[:batch], y[:batch], opt)
     return time.perf_counter() - t
 
+from fastopt.kernels import warmup
 PHASE = {first_optimizer!r}
 first_s = first({first_optimizer!r})
+helpers = (warmup.LAST or {{}}).get("helpers", 0)
 PHASE = {next_optimizer!r}
 next_s = first({next_optimizer!r})
-print(json.dumps(dict(import_s=import_s, first_s=first_s, next_s=next_s,
+print(json.dumps(dict(import_s=import_s, first_s=first_s, next_s=next_s, helpers=helpers,
                       specialisations=records)))
 """
 
@@ -127,7 +131,7 @@ def bench_coldstart(scenarios=SCENARIOS, batch=definitions.COLD_START_BATCH, war
                 out = json.loads(done.stdout.strip().splitlines()[-1])
                 rows.append(dict(scenario=scenario, cache=cache, import_s=out["import_s"],
                                  first_s=out["first_s"], next_s=out["next_s"],
-                                 process_s=total))
+                                 process_s=total, helpers=out["helpers"]))
                 if k == 0:
                     specs += [dict(scenario=scenario, **r) for r in out["specialisations"]]
                 bar.update(1)

@@ -118,9 +118,9 @@ def _cmd_coldstart(args):
         return rows, []
 
     _run(args, "coldstart", measure,
-         ["scenario", "cache", "import_s", "first_s", "next_s", "process_s"],
+         ["scenario", "cache", "import_s", "first_s", "next_s", "process_s", "helpers"],
          ["first call", "Numba cache", "import s", f"{coldstart.FIRST_OPTIMIZER} s",
-          f"then {coldstart.NEXT_OPTIMIZER} s", "whole process s"],
+          f"then {coldstart.NEXT_OPTIMIZER} s", "whole process s", "compile helpers"],
          title=f"network {_network()}, float32, batch {args.batch}; fit: one epoch of "
                f"{coldstart.FIT_ROWS} rows with a test set; each row is a new process "
                "(seconds: wall clock)", after=lambda out: _specialisations(args, found, out))

@@ -22,9 +22,12 @@ On Ctrl-C every worker (same process group) stops, sends what its unfinished run
 """
 
 import multiprocessing
+import os
 import queue as queue_module
 import time
 import traceback
+
+from ..kernels import warmup
 
 #: seconds the parent waits for the workers' partial runs after Ctrl-C
 INTERRUPT_GRACE = 10.0
@@ -49,8 +52,18 @@ def run_workers(args, jobs, build, workers, on_message, turn_seconds):
     shares = deal(jobs, workers)
     procs = [ctx.Process(target=_worker, args=(k, args, share, build, inbox, turn_seconds),
                          daemon=True) for k, share in enumerate(shares)]
-    for p in procs:
-        p.start()
+    # the workers already keep the cores busy: each gets its share of the compile helpers
+    # (fastopt.kernels.warmup), none at two workers on two cores
+    previous = os.environ.get(warmup.ENV)
+    os.environ[warmup.ENV] = str(max(1, warmup.processes() // max(1, len(procs))))
+    try:
+        for p in procs:
+            p.start()
+    finally:
+        if previous is None:
+            os.environ.pop(warmup.ENV, None)
+        else:
+            os.environ[warmup.ENV] = previous
     results, running = {}, set(range(len(procs)))
     try:
         while running:

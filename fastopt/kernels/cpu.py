@@ -62,6 +62,11 @@ def update_kernels(name):
             variant(_update_loop, f"{name}_update_parallel", parallel=True, **bind))
 
 
+def serial_kernel(name):
+    """The serial update loop of rule ``name`` (what train_step and fit call)."""
+    return update_kernels(name)[0]
+
+
 # ---------------------------------------------------------------------------------------
 # the update as a value: one compiled training loop for every rule
 #

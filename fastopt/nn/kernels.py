@@ -34,7 +34,7 @@ from numba import njit
 
 from .. import config
 from ..kernels.blas import gemm, runtime
-from ..kernels.jit import jit, variant
+from ..kernels.jit import jit, variant, with_globals
 
 IDENTITY, RELU, LEAKY_RELU, TANH, SIGMOID, GELU = range(6)
 ACTIVATIONS = {"relu": RELU, "leaky_relu": LEAKY_RELU, "tanh": TANH, "sigmoid": SIGMOID,
@@ -523,12 +523,19 @@ def _mlp_backward(grads, ws, params, X, net):
         off = prev_off
 
 
-# bound per variant (fastopt.kernels.jit.variant)
+# bound per copy (loss_and_grad_steps, loss_and_grad_inline)
 loss_fn = mlp_forward = mlp_backward = None
 
 
 def _loss_and_grad(grads, ws, params, X, y, net):
-    """Training-mode loss of the batch; fills grads. Returns the loss."""
+    """Training-mode loss of the batch; fills grads. Returns the loss.
+
+    Written once, used twice: interpreted, calling the compiled passes one after the other
+    (``loss_and_grad_steps``: MLP.train_step and MLP.loss_and_grad), and inlined into fit's
+    compiled chunk loop (``loss_and_grad_inline``). A compiled loss_and_grad of its own
+    was one more level of Numba linking: LLVM optimised and generated the machine code of
+    the whole forward and backward pass again inside it (1.0-1.2 CPU s in a new process,
+    issue 17), for about 3 us of Python per step saved."""
     logits = mlp_forward(ws, params, X, net)
     n, c = logits.shape
     sizes = net[0]
@@ -578,12 +585,47 @@ def backward_kernel(activation, bn=False, mask=False, residual=False):
                    **_bindings(activation, bn, mask, residual))
 
 
+def _loss_and_grad_bindings(loss, activation, bn, mask, residual):
+    return dict(loss_fn=LOSSES[loss], mlp_forward=forward_kernel(activation, bn, mask, residual),
+                mlp_backward=backward_kernel(activation, bn, mask, residual))
+
+
 @functools.cache
-def loss_and_grad_kernel(loss, activation, bn=False, mask=False, residual=False):
-    """loss_and_grad(grads, ws, params, X, y, net) -> loss, for one loss, activation and
-    network kind."""
-    return variant(_loss_and_grad,
-                   f"loss_and_grad_{loss}_{_suffix(activation, bn, mask, residual)}",
-                   loss_fn=LOSSES[loss],
-                   mlp_forward=forward_kernel(activation, bn, mask, residual),
-                   mlp_backward=backward_kernel(activation, bn, mask, residual))
+def loss_and_grad_steps(loss, activation, bn=False, mask=False, residual=False):
+    """loss_and_grad(grads, ws, params, X, y, net) -> loss as a Python function over the
+    compiled forward pass, loss, backward pass and weight penalty, for one loss,
+    activation and network kind (the same kernels, in the same order, as the inlined
+    copy in fit's chunk loop: the same bits)."""
+    return with_globals(_loss_and_grad,
+                        f"loss_and_grad_{loss}_{_suffix(activation, bn, mask, residual)}",
+                        **_loss_and_grad_bindings(loss, activation, bn, mask, residual))
+
+
+@functools.cache
+def loss_and_grad_inline(loss, activation, bn=False, mask=False, residual=False):
+    """The same, as an ``inline="always"`` function for compiled callers (fit's chunk
+    loop): no compiled specialisation of its own."""
+    return njit(inline="always", **JIT)(loss_and_grad_steps(loss, activation, bn, mask,
+                                                            residual))
+
+
+def warm_jobs(loss, activation, vkey, grads, ws, params, X, y, net, penalty):
+    """(here, elsewhere) for ``fastopt.kernels.warmup.once``: the kernels loss_and_grad
+    calls, for these arguments, split so that the two shares take about as long on an
+    empty cache (forward pass and loss here; backward pass, and the weight penalty if
+    ``penalty``, in a helper: 2.0 and 2.4 CPU s for the seeds' network, the helper
+    starting a new process first)."""
+    from ..kernels import warmup
+
+    n, c = X.shape[0], net[0][-1]
+    start = n * (net[0][1:].sum() - c)
+    logits = ws[0][start:start + n * c].reshape((n, c))
+    dlogits = ws[2][start:start + n * c].reshape((n, c))
+    here = [warmup.job((__name__, "forward_kernel", (activation, *vkey)), ws, params, X, net),
+            warmup.job((__name__, "LOSSES", loss), dlogits, logits, y, True)]
+    elsewhere = [warmup.job((__name__, "backward_kernel", (activation, *vkey)),
+                            grads, ws, params, X, net)]
+    if penalty:
+        elsewhere.append(warmup.job((__name__, "weight_penalty", None), grads, params,
+                                    net[1], net[0], net[6], net[7], True))
+    return here, elsewhere

@@ -7,6 +7,7 @@ from .. import _checks, threads
 from .. import init as initializers
 from ..kernels import cpu
 from ..kernels import cuda as gpu
+from ..kernels import warmup
 from . import kernels as K
 
 LOSS_NAMES = tuple(K.LOSSES)
@@ -17,9 +18,11 @@ def _train_step(y_ok, loss_and_grad, update, grads, ws, params, X, y, net, class
     """(status, loss): status 0 after a step; 1 (NaN/inf in X) or 2 (bad y) before
     anything changed.
 
-    Four compiled calls from Python (about 8 us more than one fused kernel): a fused
-    kernel per update rule was compiled with the whole forward/backward pass inside it
-    again, about 3 s per optimizer in a new process (issue 17). The update is the serial
+    Compiled calls from Python (the checks, the forward pass, the loss, the backward
+    pass, the penalty if any, the update: ``K._loss_and_grad`` in between): a fused kernel
+    per update rule was compiled with the whole forward/backward pass inside it again,
+    about 3 s per optimizer in a new process, and a compiled loss_and_grad once more
+    (issue 17). The update is the serial
     kernel on purpose: the matrix products run on OpenBLAS's threads, and handing the
     cores over to Numba's OpenMP pool right after a GEMM costs milliseconds while both
     pools spin (measured on 2 cores: 8.4 ms per step at batch 32 with the prange update vs
@@ -408,8 +411,8 @@ class MLP:
         ws = self._workspace(n)
         if self.dropout > 0:
             self._draw_masks(ws[3], n)
-        kernel = K.loss_and_grad_kernel(self.loss, self.activation, *K.variant_key(net))
-        return kernel(self.grads, ws, self.params, X, y, net)
+        steps = K.loss_and_grad_steps(self.loss, self.activation, *K.variant_key(net))
+        return steps(self.grads, ws, self.params, X, y, net)
 
     def evaluate(self, X, y, batch_size=4096):
         """(mean loss, accuracy) in evaluation mode; accuracy is NaN for the mse loss. The
@@ -480,10 +483,15 @@ class MLP:
         ws = self._workspace(n)
         if self.dropout > 0:
             self._draw_masks(ws[3], n)
+        vkey = K.variant_key(net)
+        warmup.once(("train_step", self.loss, self.activation, vkey, plan.rule,
+                     self.dtype.char, X.dtype.char, X.flags.c_contiguous, y.dtype.char,
+                     y.ndim, tuple(s is None for s in plan.slots[0]), bool(net[6] or net[7])),
+                    lambda: self._warm_jobs(X, y, net, ws, vkey, plan, True))
         status, loss = threads.run_training(
             ("train_step", self.sizes, n, self.dtype.char, plan.rule), 1, _train_step,
-            K.Y_OK[self.loss], K.loss_and_grad_kernel(self.loss, self.activation,
-                                                      *K.variant_key(net)),
+            K.Y_OK[self.loss], K.loss_and_grad_steps(self.loss, self.activation,
+                                                     *K.variant_key(net)),
             cpu.update_kernels(plan.rule)[0], self.grads, ws, self.params, X, y, net,
             self.sizes[-1], s0, s1, s2, plan.hypers[0][0], plan.flags[0][0])
         if status:  # nothing changed; the full checks say what is wrong
@@ -493,6 +501,23 @@ class MLP:
                                  "but the input checks passed")
         optimizer.commit_steps(plan, 1)
         return loss
+
+    def _warm_jobs(self, X, y, net, ws, vkey, plan, with_checks):
+        """What a first train_step (``with_checks``) or fit chunk compiles, for
+        ``fastopt.kernels.warmup.once``: the update and the checks here beside the forward
+        pass and the loss; the backward pass (and the penalty) in a helper."""
+        here, elsewhere = K.warm_jobs(self.loss, self.activation, vkey, self.grads, ws,
+                                      self.params, X, y, net,
+                                      penalty=not with_checks or bool(net[6] or net[7]))
+        s0, s1, s2 = plan.slots[0]
+        here.append(warmup.job(("fastopt.kernels.cpu", "serial_kernel", (plan.rule,)),
+                               self.params, self.grads, s0, s1, s2, plan.hypers[0][0],
+                               plan.flags[0][0]))
+        if with_checks:
+            here += [warmup.job(("fastopt.nn.kernels", "finite", None), X),
+                     warmup.job(("fastopt.nn.kernels", "Y_OK", self.loss), y,
+                                self.sizes[-1])]
+        return here, elsewhere
 
     def _train_step_device(self, X, y, optimizer):
         """The GPU step: queued kernels, no wait for the device; the loss stays there until
