@@ -32,9 +32,10 @@ rest. Counts are comparable across commits on one machine and environment.
 
 Update cases with ``backend="cython"`` count the same ``opt.step(g)`` on the Cython kernels
 (``fastopt.kernels.cython``): the native warm-up builds the module into its cache (or loads
-it), the callgrind child loads it. That module is compiled with ``-march=native`` and
-``NUMBA_CPU_NAME`` does not reach gcc, so its counts, unlike Numba's, are those of the host's
-own code generation: comparable across commits on one machine, not across CPU models.
+it), the callgrind child loads it. The child sets ``FASTOPT_CYTHON_MARCH=haswell`` beside
+``NUMBA_CPU_NAME``: gcc's ``-march=native`` on an AVX-512 machine (a Zen 4 here) writes
+instructions valgrind 3.19 stops on with SIGILL, so the counted module is a Haswell build
+(a cache entry of its own: the flags are part of the key), not the one the host runs.
 
 The client request is the x86-64 instruction sequence of valgrind.h's
 ``VALGRIND_DO_CLIENT_REQUEST`` placed in an executable page (ctypes); outside valgrind it
@@ -70,6 +71,7 @@ TRAIN_STEPS = 3
 CHILD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
              "NUMBA_NUM_THREADS": "1", "FASTOPT_THREADS": "all", "PYTHONHASHSEED": "0",
              "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "",
+             "FASTOPT_CYTHON_MARCH": "haswell",
              "OPENBLAS_CORETYPE": "Sandybridge"}
 
 _SEED = 20261123

@@ -10,7 +10,8 @@ Numba cache. Later processes load the built module from there (milliseconds). Tw
 that build at once each build in a folder of their own and rename the result into place:
 the cache never holds a partial file.
 
-Compiler flags: ``-O3 -march=native`` (Numba compiles for the host CPU too),
+Compiler flags: ``-O3 -march=native`` (Numba compiles for the host CPU too;
+``FASTOPT_CYTHON_MARCH`` picks another CPU),
 ``-fno-fast-math -ffp-contract=off`` (gcc's default for GNU C is to contract a*b + c into an
 FMA; config.FASTMATH has no "contract", so neither may the C compiler),
 ``-fno-trapping-math -fno-math-errno`` (no value changes: gcc may then compute both sides
@@ -51,7 +52,18 @@ from .. import config, threads
 from . import cygen
 
 #: compiler flags of the generated module (part of the cache key)
-CFLAGS = ("-O3", "-march=native", "-fno-fast-math", "-ffp-contract=off", "-fno-trapping-math",
+def _march():
+    """The CPU gcc compiles for: FASTOPT_CYTHON_MARCH, default ``native`` (Numba compiles for
+    the host CPU too). The instruction counts (fastopt.bench.instructions) set ``haswell``,
+    as they set NUMBA_CPU_NAME: valgrind does not run AVX-512 code."""
+    march = os.environ.get("FASTOPT_CYTHON_MARCH", "").strip() or "native"
+    if not all(c.isalnum() or c in "-_." for c in march):
+        raise ValueError(f"FASTOPT_CYTHON_MARCH must be a gcc -march value such as native or "
+                         f"haswell, got {march!r}")
+    return march
+
+
+CFLAGS = ("-O3", f"-march={_march()}", "-fno-fast-math", "-ffp-contract=off", "-fno-trapping-math",
           "-fno-math-errno", "--param=max-unswitch-insns=1000", "--param=max-unswitch-level=4",
           "-fopenmp",
           "-Wno-unused-function", "-Wno-unreachable-code")
