@@ -270,13 +270,15 @@ def _run_chunk(losses, grads, ws, batch, params, data, order, net, plan):
 
 
 @functools.cache
-def _chunk_kernel(loss, activation, bn=False, mask=False, residual=False):
-    """The compiled chunk loop for one loss, activation and network kind, shared by every
-    update rule (``cpu.call_update``; the serial update: see
-    fastopt.nn.mlp.MLP.train_step)."""
+def _chunk_kernel(loss, activation, bn=False, mask=False, residual=False, penalty=True):
+    """The compiled chunk loop for one loss, activation and network kind, with or without
+    the weight penalty, shared by every update rule (``cpu.call_update``; the serial
+    update: see fastopt.nn.mlp.MLP.train_step)."""
     return variant(_run_chunk,
-                   f"run_chunk_{loss}_{K._suffix(activation, bn, mask, residual)}",
-                   loss_and_grad=K.loss_and_grad_inline(loss, activation, bn, mask, residual))
+                   f"run_chunk_{loss}_{K._suffix(activation, bn, mask, residual)}"
+                   + ("_penalty" if penalty else ""),
+                   loss_and_grad=K.loss_and_grad_inline(loss, activation, bn, mask, residual,
+                                                        penalty))
 
 
 def _run_compiled(model, optimizer, X, y, batch, raise_plan_error=True):
@@ -300,11 +302,12 @@ def _run_compiled(model, optimizer, X, y, batch, raise_plan_error=True):
         address, used, slots = cpu.update_entry(plan.rule, model.params, model.grads,
                                                 plan.slots[0], hypers[0], flags[0])
         vkey = K.variant_key(net)
-        warmup.once(("fit", model.loss, model.activation, vkey, plan.rule, model.dtype.char,
-                     X.dtype.char, y.dtype.char, y.ndim,
+        penalty = bool(net[6] or net[7])
+        warmup.once(("fit", model.loss, model.activation, vkey, penalty, plan.rule,
+                     model.dtype.char, X.dtype.char, y.dtype.char, y.ndim,
                      tuple(s is None for s in plan.slots[0])),
                     lambda: model._warm_jobs(xb, yb, net, ws, vkey, plan, False))
-        kernel = _chunk_kernel(model.loss, model.activation, *vkey)
+        kernel = _chunk_kernel(model.loss, model.activation, *vkey, penalty)
         done = threads.run_training(
             ("fit", model.sizes, nb, model.dtype.char, plan.rule), len(batch), kernel, losses,
             model.grads, ws, (xb, yb, yb.reshape(nb, -1)), model.params,

@@ -525,6 +525,7 @@ def _mlp_backward(grads, ws, params, X, net):
 
 # bound per copy (loss_and_grad_steps, loss_and_grad_inline)
 loss_fn = mlp_forward = mlp_backward = None
+HAS_PENALTY = True
 
 
 def _loss_and_grad(grads, ws, params, X, y, net):
@@ -543,9 +544,10 @@ def _loss_and_grad(grads, ws, params, X, y, net):
     dlogits = ws[2][start:start + n * c].reshape((n, c))
     loss = loss_fn(dlogits, logits, y, runtime(True))  # the specialisation evaluate uses
     mlp_backward(grads, ws, params, X, net)
-    l1, l2 = net[6], net[7]
-    if l1 != 0.0 or l2 != 0.0:
-        loss += weight_penalty(grads, params, net[1], sizes, l1, l2, runtime(True))
+    if HAS_PENALTY:  # compile-time: fit's chunk of a network without l1/l2 compiles none
+        l1, l2 = net[6], net[7]
+        if l1 != 0.0 or l2 != 0.0:
+            loss += weight_penalty(grads, params, net[1], sizes, l1, l2, runtime(True))
     return loss
 
 
@@ -585,9 +587,12 @@ def backward_kernel(activation, bn=False, mask=False, residual=False):
                    **_bindings(activation, bn, mask, residual))
 
 
-def _loss_and_grad_bindings(loss, activation, bn, mask, residual):
-    return dict(loss_fn=LOSSES[loss], mlp_forward=forward_kernel(activation, bn, mask, residual),
-                mlp_backward=backward_kernel(activation, bn, mask, residual))
+def _loss_and_grad_copy(loss, activation, bn, mask, residual, penalty):
+    return with_globals(_loss_and_grad,
+                        f"loss_and_grad_{loss}_{_suffix(activation, bn, mask, residual)}",
+                        loss_fn=LOSSES[loss], HAS_PENALTY=bool(penalty),
+                        mlp_forward=forward_kernel(activation, bn, mask, residual),
+                        mlp_backward=backward_kernel(activation, bn, mask, residual))
 
 
 @functools.cache
@@ -596,25 +601,25 @@ def loss_and_grad_steps(loss, activation, bn=False, mask=False, residual=False):
     compiled forward pass, loss, backward pass and weight penalty, for one loss,
     activation and network kind (the same kernels, in the same order, as the inlined
     copy in fit's chunk loop: the same bits)."""
-    return with_globals(_loss_and_grad,
-                        f"loss_and_grad_{loss}_{_suffix(activation, bn, mask, residual)}",
-                        **_loss_and_grad_bindings(loss, activation, bn, mask, residual))
+    return _loss_and_grad_copy(loss, activation, bn, mask, residual, True)
 
 
 @functools.cache
-def loss_and_grad_inline(loss, activation, bn=False, mask=False, residual=False):
+def loss_and_grad_inline(loss, activation, bn=False, mask=False, residual=False,
+                         penalty=True):
     """The same, as an ``inline="always"`` function for compiled callers (fit's chunk
-    loop): no compiled specialisation of its own."""
-    return njit(inline="always", **JIT)(loss_and_grad_steps(loss, activation, bn, mask,
-                                                            residual))
+    loop): no compiled specialisation of its own; without ``penalty`` (l1 = l2 = 0) the
+    weight penalty is not compiled."""
+    return njit(inline="always", **JIT)(_loss_and_grad_copy(loss, activation, bn, mask,
+                                                             residual, penalty))
 
 
 def warm_jobs(loss, activation, vkey, grads, ws, params, X, y, net, penalty):
     """(here, elsewhere) for ``fastopt.kernels.warmup.once``: the kernels loss_and_grad
     calls, for these arguments, split so that the two shares take about as long on an
-    empty cache (forward pass and loss here; backward pass, and the weight penalty if
-    ``penalty``, in a helper: 2.0 and 2.4 CPU s for the seeds' network, the helper
-    starting a new process first)."""
+    empty cache: the forward pass, the loss and (if ``penalty``) the weight penalty here,
+    the backward pass in a helper (1.6-1.8 CPU s each for the seeds' network; the helper
+    starts a new process first, and the caller adds the update and checks here)."""
     from ..kernels import warmup
 
     n, c = X.shape[0], net[0][-1]
@@ -626,6 +631,6 @@ def warm_jobs(loss, activation, vkey, grads, ws, params, X, y, net, penalty):
     elsewhere = [warmup.job((__name__, "backward_kernel", (activation, *vkey)),
                             grads, ws, params, X, net)]
     if penalty:
-        elsewhere.append(warmup.job((__name__, "weight_penalty", None), grads, params,
-                                    net[1], net[0], net[6], net[7], True))
+        here.append(warmup.job((__name__, "weight_penalty", None), grads, params, net[1],
+                               net[0], net[6], net[7], True))
     return here, elsewhere

@@ -505,10 +505,9 @@ class MLP:
     def _warm_jobs(self, X, y, net, ws, vkey, plan, with_checks):
         """What a first train_step (``with_checks``) or fit chunk compiles, for
         ``fastopt.kernels.warmup.once``: the update and the checks here beside the forward
-        pass and the loss; the backward pass (and the penalty) in a helper."""
+        pass, the loss and the penalty; the backward pass in a helper."""
         here, elsewhere = K.warm_jobs(self.loss, self.activation, vkey, self.grads, ws,
-                                      self.params, X, y, net,
-                                      penalty=not with_checks or bool(net[6] or net[7]))
+                                      self.params, X, y, net, penalty=bool(net[6] or net[7]))
         s0, s1, s2 = plan.slots[0]
         here.append(warmup.job(("fastopt.kernels.cpu", "serial_kernel", (plan.rule,)),
                                self.params, self.grads, s0, s1, s2, plan.hypers[0][0],
