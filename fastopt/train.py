@@ -230,7 +230,7 @@ def epoch_batches(n, batch_size, rng, drop_last=False, replacement=False):
 loss_and_grad = update = None
 
 
-def _run_chunk(losses, grads, ws, batch, params, data, order, net, plan):
+def _run_chunk(losses, grads, ws, batch, params, data, order, net, plan, calls):
     """Steps k = 0..len(starts)-2 of one chunk, llm.c's argument order (outputs, inputs,
     parameters, sizes) with the related arrays grouped in tuples (unpacked at compile
     time: same machine code as separate arguments):
@@ -241,7 +241,8 @@ def _run_chunk(losses, grads, ws, batch, params, data, order, net, plan):
     X[index[starts[k]:starts[k+1]]]. params; net: the network description. plan =
     (address, used, s0, s1, s2, hypers, flags): the update kernel's entry point and slot
     mask (``cpu.update_entry``), the optimizer's state slots and the step scalars of
-    ``Optimizer.plan_steps``, step k using hypers[k], flags[k].
+    ``Optimizer.plan_steps``, step k using hypers[k], flags[k]. calls: the entry points
+    of the forward pass, loss and backward pass (``K.chunk_calls``): called, not linked.
 
     Returns the number of updates applied: a non-finite loss stops the loop before its
     update (losses[k] holds it). The rows are copied element by element: a row slice
@@ -261,7 +262,7 @@ def _run_chunk(losses, grads, ws, batch, params, data, order, net, plan):
                 xb[r, j] = X[src, j]
             for j in range(c):
                 yb2[r, j] = y2[src, j]
-        value = loss_and_grad(grads, ws, params, xb[:nb], yb[:nb], net)
+        value = loss_and_grad(grads, ws, params, xb[:nb], yb[:nb], net, calls)
         losses[k] = value
         if not math.isfinite(value):
             return k
@@ -308,11 +309,13 @@ def _run_compiled(model, optimizer, X, y, batch, raise_plan_error=True):
                      tuple(s is None for s in plan.slots[0])),
                     lambda: model._warm_jobs(xb, yb, net, ws, vkey, plan, False))
         kernel = _chunk_kernel(model.loss, model.activation, *vkey, penalty)
+        calls = K.chunk_calls(model.loss, model.activation, vkey, model.grads, ws,
+                              model.params, xb, yb, net)
         done = threads.run_training(
             ("fit", model.sizes, nb, model.dtype.char, plan.rule), len(batch), kernel, losses,
             model.grads, ws, (xb, yb, yb.reshape(nb, -1)), model.params,
             (X, y.reshape(len(y), -1)), (starts, index), net,
-            (address, used, *slots, hypers, flags))
+            (address, used, *slots, hypers, flags), calls)
         optimizer.commit_steps(plan, done)
     if plan.error is not None and done == plan.count and raise_plan_error:
         raise plan.error

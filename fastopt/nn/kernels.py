@@ -528,22 +528,24 @@ loss_fn = mlp_forward = mlp_backward = None
 HAS_PENALTY = True
 
 
-def _loss_and_grad(grads, ws, params, X, y, net):
+def _loss_and_grad(grads, ws, params, X, y, net, calls=None):
     """Training-mode loss of the batch; fills grads. Returns the loss.
 
     Written once, used twice: interpreted, calling the compiled passes one after the other
-    (``loss_and_grad_steps``: MLP.train_step and MLP.loss_and_grad), and inlined into fit's
-    compiled chunk loop (``loss_and_grad_inline``). A compiled loss_and_grad of its own
-    was one more level of Numba linking: LLVM optimised and generated the machine code of
-    the whole forward and backward pass again inside it (1.0-1.2 CPU s in a new process,
-    issue 17), for about 3 us of Python per step saved."""
-    logits = mlp_forward(ws, params, X, net)
+    (``loss_and_grad_steps``: MLP.train_step and MLP.loss_and_grad; ``calls`` unused), and
+    inlined into fit's compiled chunk loop (``loss_and_grad_inline``), which calls the
+    forward pass, the loss and the backward pass through the entry points ``calls``
+    (``chunk_calls``) instead of linking their machine code into its own. A compiled
+    loss_and_grad of its own was one more level of Numba linking: LLVM optimised and
+    generated the machine code of the whole forward and backward pass again inside it
+    (1.0-1.2 CPU s in a new process, issue 17), for about 3 us of Python per step saved."""
+    logits = mlp_forward(calls, ws, params, X, net)
     n, c = logits.shape
     sizes = net[0]
     start = n * (sizes[1:].sum() - c)  # buffers may be larger than this batch needs
     dlogits = ws[2][start:start + n * c].reshape((n, c))
-    loss = loss_fn(dlogits, logits, y, runtime(True))  # the specialisation evaluate uses
-    mlp_backward(grads, ws, params, X, net)
+    loss = loss_fn(calls, dlogits, logits, y, runtime(True))  # the specialisation evaluate uses
+    mlp_backward(calls, grads, ws, params, X, net)
     if HAS_PENALTY:  # compile-time: fit's chunk of a network without l1/l2 compiles none
         l1, l2 = net[6], net[7]
         if l1 != 0.0 or l2 != 0.0:
@@ -587,12 +589,27 @@ def backward_kernel(activation, bn=False, mask=False, residual=False):
                    **_bindings(activation, bn, mask, residual))
 
 
-def _loss_and_grad_copy(loss, activation, bn, mask, residual, penalty):
+def _ignoring_calls(kernel):
+    def call(calls, *args):
+        return kernel(*args)
+
+    return call
+
+
+def _loss_and_grad_copy(loss, activation, bn, mask, residual, penalty, compiled):
+    forward = forward_kernel(activation, bn, mask, residual)
+    backward = backward_kernel(activation, bn, mask, residual)
+    if compiled:  # through the entry points of chunk_calls, in its order
+        from ..kernels.cpu import via_entry
+
+        bound = dict(mlp_forward=via_entry(forward, 0, 4), loss_fn=via_entry(LOSSES[loss], 1, 4),
+                     mlp_backward=via_entry(backward, 2, 5))
+    else:
+        bound = dict(mlp_forward=_ignoring_calls(forward), loss_fn=_ignoring_calls(LOSSES[loss]),
+                     mlp_backward=_ignoring_calls(backward))
     return with_globals(_loss_and_grad,
                         f"loss_and_grad_{loss}_{_suffix(activation, bn, mask, residual)}",
-                        loss_fn=LOSSES[loss], HAS_PENALTY=bool(penalty),
-                        mlp_forward=forward_kernel(activation, bn, mask, residual),
-                        mlp_backward=backward_kernel(activation, bn, mask, residual))
+                        HAS_PENALTY=bool(penalty), **bound)
 
 
 @functools.cache
@@ -601,7 +618,7 @@ def loss_and_grad_steps(loss, activation, bn=False, mask=False, residual=False):
     compiled forward pass, loss, backward pass and weight penalty, for one loss,
     activation and network kind (the same kernels, in the same order, as the inlined
     copy in fit's chunk loop: the same bits)."""
-    return _loss_and_grad_copy(loss, activation, bn, mask, residual, True)
+    return _loss_and_grad_copy(loss, activation, bn, mask, residual, True, False)
 
 
 @functools.cache
@@ -611,7 +628,37 @@ def loss_and_grad_inline(loss, activation, bn=False, mask=False, residual=False,
     loop): no compiled specialisation of its own; without ``penalty`` (l1 = l2 = 0) the
     weight penalty is not compiled."""
     return njit(inline="always", **JIT)(_loss_and_grad_copy(loss, activation, bn, mask,
-                                                             residual, penalty))
+                                                             residual, penalty, True))
+
+
+def _pass_jobs(loss, activation, vkey, grads, ws, params, X, y, net):
+    """{name: (ref, argument types)} of the kernels loss_and_grad calls for these
+    arguments: forward, loss, backward, penalty (``fastopt.kernels.warmup.job`` pairs)."""
+    from ..kernels import warmup
+
+    n, c = X.shape[0], net[0][-1]
+    start = n * (net[0][1:].sum() - c)
+    logits = ws[0][start:start + n * c].reshape((n, c))
+    dlogits = ws[2][start:start + n * c].reshape((n, c))
+    return dict(
+        forward=warmup.job((__name__, "forward_kernel", (activation, *vkey)), ws, params, X,
+                           net),
+        loss=warmup.job((__name__, "LOSSES", loss), dlogits, logits, y, True),
+        backward=warmup.job((__name__, "backward_kernel", (activation, *vkey)), grads, ws,
+                            params, X, net),
+        penalty=warmup.job((__name__, "weight_penalty", None), grads, params, net[1], net[0],
+                           net[6], net[7], True))
+
+
+def chunk_calls(loss, activation, vkey, grads, ws, params, X, y, net):
+    """The entry points fit's chunk loop calls (``loss_and_grad_inline``): forward pass,
+    loss, backward pass for these arguments (X and y: the chunk's batch buffers), each
+    compiled or loaded from the cache first if need be."""
+    from ..kernels import cpu, warmup
+
+    jobs = _pass_jobs(loss, activation, vkey, grads, ws, params, X, y, net)
+    return tuple(cpu.entry(warmup._dispatcher(jobs[k][0]), jobs[k][1])
+                 for k in ("forward", "loss", "backward"))
 
 
 def warm_jobs(loss, activation, vkey, grads, ws, params, X, y, net, penalty):
@@ -620,17 +667,6 @@ def warm_jobs(loss, activation, vkey, grads, ws, params, X, y, net, penalty):
     empty cache: the forward pass, the loss and (if ``penalty``) the weight penalty here,
     the backward pass in a helper (1.6-1.8 CPU s each for the seeds' network; the helper
     starts a new process first, and the caller adds the update and checks here)."""
-    from ..kernels import warmup
-
-    n, c = X.shape[0], net[0][-1]
-    start = n * (net[0][1:].sum() - c)
-    logits = ws[0][start:start + n * c].reshape((n, c))
-    dlogits = ws[2][start:start + n * c].reshape((n, c))
-    here = [warmup.job((__name__, "forward_kernel", (activation, *vkey)), ws, params, X, net),
-            warmup.job((__name__, "LOSSES", loss), dlogits, logits, y, True)]
-    elsewhere = [warmup.job((__name__, "backward_kernel", (activation, *vkey)),
-                            grads, ws, params, X, net)]
-    if penalty:
-        here.append(warmup.job((__name__, "weight_penalty", None), grads, params, net[1],
-                               net[0], net[6], net[7], True))
-    return here, elsewhere
+    jobs = _pass_jobs(loss, activation, vkey, grads, ws, params, X, y, net)
+    here = [jobs["forward"], jobs["loss"]] + ([jobs["penalty"]] if penalty else [])
+    return here, [jobs["backward"]]
