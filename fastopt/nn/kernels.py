@@ -622,6 +622,15 @@ def loss_and_grad_steps(loss, activation, bn=False, mask=False, residual=False):
 
 
 @functools.cache
+def loss_and_grad_kernel(loss, activation, bn=False, mask=False, residual=False, penalty=True):
+    """The same compiled on its own for calls from Python (MLP.train_step): one call per
+    step, the passes through the entry points ``calls`` (``chunk_calls``), so compiling it
+    links none of them (0.3-0.5 CPU s); without ``penalty`` no weight penalty."""
+    copy = _loss_and_grad_copy(loss, activation, bn, mask, residual, penalty, True)
+    return variant(copy, copy.__name__ + ("_penalty" if penalty else ""))
+
+
+@functools.cache
 def loss_and_grad_inline(loss, activation, bn=False, mask=False, residual=False,
                          penalty=True):
     """The same, as an ``inline="always"`` function for compiled callers (fit's chunk
@@ -651,9 +660,10 @@ def _pass_jobs(loss, activation, vkey, grads, ws, params, X, y, net):
 
 
 def chunk_calls(loss, activation, vkey, grads, ws, params, X, y, net):
-    """The entry points fit's chunk loop calls (``loss_and_grad_inline``): forward pass,
-    loss, backward pass for these arguments (X and y: the chunk's batch buffers), each
-    compiled or loaded from the cache first if need be."""
+    """The entry points the compiled loss_and_grad calls (``loss_and_grad_kernel``, and
+    ``loss_and_grad_inline`` in fit's chunk loop): forward pass, loss, backward pass for
+    these arguments (in fit, X and y are the chunk's batch buffers), each compiled or
+    loaded from the cache first if need be."""
     from ..kernels import cpu, warmup
 
     jobs = _pass_jobs(loss, activation, vkey, grads, ws, params, X, y, net)

@@ -13,16 +13,23 @@ from . import kernels as K
 LOSS_NAMES = tuple(K.LOSSES)
 
 
+def _array_key(a):
+    """What Numba's type of the array ``a`` depends on (dtype, dimensions, layout,
+    read-only, aligned): the key of the entry points ``K.chunk_calls`` looked up for it."""
+    f = a.flags
+    return a.dtype.char, a.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned
+
+
 def _train_step(y_ok, loss_and_grad, update, grads, ws, params, X, y, net, classes, s0, s1,
-                s2, hyper, flags):
+                s2, hyper, flags, calls):
     """(status, loss): status 0 after a step; 1 (NaN/inf in X) or 2 (bad y) before
     anything changed.
 
-    Compiled calls from Python (the checks, the forward pass, the loss, the backward
-    pass, the penalty if any, the update: ``K._loss_and_grad`` in between): a fused kernel
-    per update rule was compiled with the whole forward/backward pass inside it again,
-    about 3 s per optimizer in a new process, and a compiled loss_and_grad once more
-    (issue 17). The update is the serial
+    Compiled calls from Python: the checks, loss_and_grad (``K.loss_and_grad_kernel``,
+    which calls the forward pass, the loss and the backward pass through their entry points
+    ``calls``) and the update. A fused kernel per update rule was compiled with the whole
+    forward/backward pass inside it again, about 3 s per optimizer in a new process, and a
+    loss_and_grad that linked the passes compiled them once more (issue 17). The update is the serial
     kernel on purpose: the matrix products run on OpenBLAS's threads, and handing the
     cores over to Numba's OpenMP pool right after a GEMM costs milliseconds while both
     pools spin (measured on 2 cores: 8.4 ms per step at batch 32 with the prange update vs
@@ -31,7 +38,7 @@ def _train_step(y_ok, loss_and_grad, update, grads, ws, params, X, y, net, class
         return 1, 0.0
     if not y_ok(y, classes):
         return 2, 0.0
-    value = loss_and_grad(grads, ws, params, X, y, net)
+    value = loss_and_grad(grads, ws, params, X, y, net, calls)
     update(params, grads, s0, s1, s2, hyper, flags)
     return 0, value
 
@@ -186,9 +193,15 @@ class MLP:
         for W in self.weights:
             fill(W, self.rng)
         self._buffers = {}
+        self._entries = {}  # train_step: entry points of the compiled passes, per types_key
         self._gpu = None
         if target == "cuda":  # same initial values as on the CPU, then on the device
             self._to_gpu()
+
+    def __getstate__(self):
+        # entry points are addresses in this process: a copy or unpickled model looks
+        # them up again
+        return dict(self.__dict__, _entries={})
 
     def _make_running_stats(self, n_stats):
         """Batch norm's running statistics (state, not parameters): [means | variances]."""
@@ -484,16 +497,21 @@ class MLP:
         if self.dropout > 0:
             self._draw_masks(ws[3], n)
         vkey = K.variant_key(net)
-        warmup.once(("train_step", self.loss, self.activation, vkey, plan.rule,
-                     self.dtype.char, X.dtype.char, X.flags.c_contiguous, y.dtype.char,
-                     y.ndim, tuple(s is None for s in plan.slots[0]), bool(net[6] or net[7])),
+        penalty = bool(net[6] or net[7])
+        types_key = (vkey, penalty, _array_key(X), _array_key(y))
+        warmup.once(("train_step", self.loss, self.activation, self.dtype.char, plan.rule,
+                     tuple(s is None for s in plan.slots[0])) + types_key,
                     lambda: self._warm_jobs(X, y, net, ws, vkey, plan, True))
+        calls = self._entries.get(types_key)
+        if calls is None:  # the passes' entry points for these argument types, once
+            calls = self._entries[types_key] = K.chunk_calls(
+                self.loss, self.activation, vkey, self.grads, ws, self.params, X, y, net)
         status, loss = threads.run_training(
             ("train_step", self.sizes, n, self.dtype.char, plan.rule), 1, _train_step,
-            K.Y_OK[self.loss], K.loss_and_grad_steps(self.loss, self.activation,
-                                                     *K.variant_key(net)),
+            K.Y_OK[self.loss], K.loss_and_grad_kernel(self.loss, self.activation, *vkey,
+                                                      penalty),
             cpu.update_kernels(plan.rule)[0], self.grads, ws, self.params, X, y, net,
-            self.sizes[-1], s0, s1, s2, plan.hypers[0][0], plan.flags[0][0])
+            self.sizes[-1], s0, s1, s2, plan.hypers[0][0], plan.flags[0][0], calls)
         if status:  # nothing changed; the full checks say what is wrong
             self._check_X(X)
             self._check_y(y, X.shape[0])
