@@ -45,20 +45,22 @@ CPU_JIT = dict(fastmath=FASTMATH, error_model="numpy", nogil=True)
 REDUCTION_JIT = dict(CPU_JIT, fastmath=REDUCTION_FASTMATH)
 
 
-def _env_int(name, default):
-    value = os.environ.get(name)
-    if value is None:
+def env_int(name, default, minimum=0, what="an integer number of elements"):
+    """The integer environment variable ``name`` (``default`` when unset or empty), checked
+    to be ``what`` and >= ``minimum``; a clear ValueError otherwise."""
+    value = os.environ.get(name, "").strip()
+    if not value:
         return default
     try:
         parsed = int(value)
     except ValueError:
-        raise ValueError(f"{name} must be an integer number of elements, got {value!r}") from None
-    if parsed < 0:
-        raise ValueError(f"{name} must be >= 0, got {parsed}")
+        raise ValueError(f"{name} must be {what}, got {value!r}") from None
+    if parsed < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {parsed}")
     return parsed
 
 
-PARALLEL_MIN_SIZE = _env_int("FASTOPT_PARALLEL_MIN_SIZE", 32768)
+PARALLEL_MIN_SIZE = env_int("FASTOPT_PARALLEL_MIN_SIZE", 32768)
 
 
 def _env_choice(name, default, choices):

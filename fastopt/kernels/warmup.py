@@ -40,14 +40,10 @@ LAST = None
 def processes():
     """How many processes may compile at once (this one included): FASTOPT_COMPILE_PROCESSES,
     default the cores this process may run on."""
-    raw = os.environ.get(ENV, "").strip()
-    if raw:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError(f"{ENV} must be a whole number >= 1, got {raw!r}") from None
-        if value < 1:
-            raise ValueError(f"{ENV} must be a whole number >= 1, got {raw!r}")
+    from .. import config
+
+    value = config.env_int(ENV, None, minimum=1, what="a whole number of processes")
+    if value is not None:
         return value
     try:
         return len(os.sched_getaffinity(0))
