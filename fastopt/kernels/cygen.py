@@ -81,7 +81,6 @@ class _Func:
     # -- expressions: (C text, type)
 
     def expr(self, node):
-        t = self.gen.t
         if isinstance(node, ast.Name):
             if node.id not in self.types:
                 self.fail(node, f"{node.id!r} is used before it is assigned")
