@@ -58,3 +58,13 @@ def test_an_entry_point_for_other_types_raises():
 def test_arity_is_checked():
     with pytest.raises(ValueError, match="4 or 5 arguments"):
         cpu.via_entry(_fill, 0, 3)
+
+
+def test_a_declared_return_type_is_checked():
+    """via_entry(..., returns=) types its caller without compiling the callee; entry() then
+    refuses a callee that returns something else."""
+    out = np.zeros(3)
+    sig = _sig(out, 1.0, 2.0, 3.0, 3.0)
+    assert cpu.entry(_fill, sig, returns=numba.types.none)[1] == cpu.entry(_fill, sig)[1]
+    with pytest.raises(TypeError, match="returns none, its caller expects float64"):
+        cpu.entry(_fill, sig, returns=numba.types.float64)

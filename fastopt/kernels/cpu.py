@@ -234,14 +234,19 @@ def _types_check(sig):
     return zlib.crc32(repr(tuple(sig)).encode()) & 0x7FFFFFFF
 
 
-def entry(dispatcher, sig):
+def entry(dispatcher, sig, returns=None):
     """(address, check) of ``dispatcher`` compiled for the argument types ``sig``
-    (compiled or loaded from the cache first if need be), for ``via_entry`` callers."""
+    (compiled or loaded from the cache first if need be), for ``via_entry`` callers;
+    ``returns``: the return type a ``via_entry(..., returns=)`` caller was typed with,
+    checked here."""
     sig = tuple(sig)
     cres = dispatcher.overloads.get(sig)
     if cres is None:
         dispatcher.compile(sig)
         cres = dispatcher.overloads[sig]
+    if returns is not None and cres.signature.return_type != returns:
+        raise TypeError(f"{dispatcher.py_func.__qualname__} returns "
+                        f"{cres.signature.return_type}, its caller expects {returns}")
     return cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name), _types_check(sig)
 
 
@@ -259,19 +264,23 @@ def _call_entry(context, builder, entry_value, check, restype, argtys, args):
     return value
 
 
-def via_entry(dispatcher, index, nargs):
+def via_entry(dispatcher, index, nargs, returns=None):
     """``f(calls, *args)`` (``nargs`` arguments, 4 or 5) for compiled code:
     ``dispatcher(*args)`` through the entry point ``calls[index]`` (an ``entry`` pair). The
-    dispatcher is compiled for the argument types when the caller is typed (for its
-    return type)."""
+    dispatcher is compiled for the argument types when the caller is typed, for its return
+    type, unless ``returns`` gives it (then the caller compiles while another process may
+    compile the callee; ``entry(..., returns=)`` checks it)."""
 
     def typing(calls, args):
         sig = tuple(args)
-        cres = dispatcher.overloads.get(sig)
-        if cres is None:
-            dispatcher.compile(sig)
-            cres = dispatcher.overloads[sig]
-        restype = cres.signature.return_type
+        if returns is not None:
+            restype = returns
+        else:
+            cres = dispatcher.overloads.get(sig)
+            if cres is None:
+                dispatcher.compile(sig)
+                cres = dispatcher.overloads[sig]
+            restype = cres.signature.return_type
         check = _types_check(sig)
 
         def codegen(context, builder, signature, values):

@@ -30,7 +30,7 @@ import functools
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 
 from .. import config
 from ..kernels.blas import gemm, runtime
@@ -602,8 +602,9 @@ def _loss_and_grad_copy(loss, activation, bn, mask, residual, penalty, compiled)
     if compiled:  # through the entry points of chunk_calls, in its order
         from ..kernels.cpu import via_entry
 
+        # the backward pass returns nothing: typed without it (a helper may compile it)
         bound = dict(mlp_forward=via_entry(forward, 0, 4), loss_fn=via_entry(LOSSES[loss], 1, 4),
-                     mlp_backward=via_entry(backward, 2, 5))
+                     mlp_backward=via_entry(backward, 2, 5, returns=types.none))
     else:
         bound = dict(mlp_forward=_ignoring_calls(forward), loss_fn=_ignoring_calls(LOSSES[loss]),
                      mlp_backward=_ignoring_calls(backward))
@@ -667,7 +668,8 @@ def chunk_calls(loss, activation, vkey, grads, ws, params, X, y, net):
     from ..kernels import cpu, warmup
 
     jobs = _pass_jobs(loss, activation, vkey, grads, ws, params, X, y, net)
-    return tuple(cpu.entry(warmup._dispatcher(jobs[k][0]), jobs[k][1])
+    return tuple(cpu.entry(warmup._dispatcher(jobs[k][0]), jobs[k][1],
+                           returns=types.none if k == "backward" else None)
                  for k in ("forward", "loss", "backward"))
 
 

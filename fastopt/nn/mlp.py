@@ -522,8 +522,9 @@ class MLP:
 
     def _warm_jobs(self, X, y, net, ws, vkey, plan, with_checks):
         """What a first train_step (``with_checks``) or fit chunk compiles, for
-        ``fastopt.kernels.warmup.once``: the update and the checks here beside the forward
-        pass, the loss and the penalty; the backward pass in a helper."""
+        ``fastopt.kernels.warmup.once``: the update, the checks and train_step's
+        loss_and_grad here beside the forward pass, the loss and the penalty; the backward
+        pass in a helper."""
         here, elsewhere = K.warm_jobs(self.loss, self.activation, vkey, self.grads, ws,
                                       self.params, X, y, net, penalty=bool(net[6] or net[7]))
         s0, s1, s2 = plan.slots[0]
@@ -531,9 +532,16 @@ class MLP:
                                self.params, self.grads, s0, s1, s2, plan.hypers[0][0],
                                plan.flags[0][0]))
         if with_checks:
+            # and train_step's compiled loss_and_grad, typed against the forward pass and
+            # loss compiled just before it (the backward pass's return type is declared:
+            # the helper may still be compiling it); the entry points are values only
+            calls = ((0, 0),) * 3
             here += [warmup.job(("fastopt.nn.kernels", "finite", None), X),
                      warmup.job(("fastopt.nn.kernels", "Y_OK", self.loss), y,
-                                self.sizes[-1])]
+                                self.sizes[-1]),
+                     warmup.job(("fastopt.nn.kernels", "loss_and_grad_kernel",
+                                 (self.loss, self.activation, *vkey, bool(net[6] or net[7]))),
+                                self.grads, ws, self.params, X, y, net, calls)]
         return here, elsewhere
 
     def _train_step_device(self, X, y, optimizer):
