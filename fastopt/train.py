@@ -309,8 +309,8 @@ def _run_compiled(model, optimizer, X, y, batch, raise_plan_error=True):
                      tuple(s is None for s in plan.slots[0])),
                     lambda: model._warm_jobs(xb, yb, net, ws, vkey, plan, False))
         kernel = _chunk_kernel(model.loss, model.activation, *vkey, penalty)
-        calls = K.chunk_calls(model.loss, model.activation, vkey, model.grads, ws,
-                              model.params, xb, yb, net)
+        calls = model._calls(("fit", vkey, xb.dtype.char, yb.dtype.char, yb.ndim), xb, yb,
+                             net, ws, vkey)  # xb, yb: C-contiguous buffers made above
         done = threads.run_training(
             ("fit", model.sizes, nb, model.dtype.char, plan.rule), len(batch), kernel, losses,
             model.grads, ws, (xb, yb, yb.reshape(nb, -1)), model.params,

@@ -318,3 +318,15 @@ def test_fit_and_train_step_give_the_bits_of_numba_with_backend_cython(name, kw,
     for column in ("step", "train_loss", "test_loss", "test_accuracy", "lr"):
         np.testing.assert_array_equal(h_cy[column], h_nb[column], err_msg=column)
     assert o_cy.steps == o_nb.steps == 8
+
+
+def test_march_setting(monkeypatch):
+    """FASTOPT_CYTHON_MARCH picks gcc's -march (part of CFLAGS and the cache key); anything
+    that is not a plain -march value is refused with the variable's name."""
+    monkeypatch.setenv("FASTOPT_CYTHON_MARCH", "haswell")
+    assert cy._march() == "haswell"
+    monkeypatch.delenv("FASTOPT_CYTHON_MARCH")
+    assert cy._march() == "native"
+    monkeypatch.setenv("FASTOPT_CYTHON_MARCH", "native -O0")
+    with pytest.raises(ValueError, match="FASTOPT_CYTHON_MARCH"):
+        cy._march()

@@ -98,11 +98,7 @@ def update_entry(name, p, g, slots, hyper, flags):
         if a is not None and not (a.ndim == 1 and a.flags.c_contiguous and a.flags.writeable):
             raise ValueError("update_entry needs 1-D C-contiguous writeable arrays")
     sig = tuple(_slot_type(a) for a in arrays)
-    serial = update_kernels(name)[0]
-    cres = serial.overloads.get(sig)
-    if cres is None:
-        serial.compile(sig)
-        cres = serial.overloads[sig]
+    cres = _compiled(update_kernels(name)[0], sig)
     address = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
     used = sum(1 << k for k, s in enumerate(slots) if s is not None)
     empty = np.empty(0, p.dtype)
@@ -228,6 +224,16 @@ def clamp(g, clip):
 # call: an entry point for other types raises instead of being called.
 
 
+def _compiled(dispatcher, sig):
+    """The compile result of ``dispatcher`` for the argument types ``sig`` (compiled or
+    loaded from the cache first if need be)."""
+    cres = dispatcher.overloads.get(sig)
+    if cres is None:
+        dispatcher.compile(sig)
+        cres = dispatcher.overloads[sig]
+    return cres
+
+
 def _types_check(sig):
     import zlib
 
@@ -240,10 +246,7 @@ def entry(dispatcher, sig, returns=None):
     ``returns``: the return type a ``via_entry(..., returns=)`` caller was typed with,
     checked here."""
     sig = tuple(sig)
-    cres = dispatcher.overloads.get(sig)
-    if cres is None:
-        dispatcher.compile(sig)
-        cres = dispatcher.overloads[sig]
+    cres = _compiled(dispatcher, sig)
     if returns is not None and cres.signature.return_type != returns:
         raise TypeError(f"{dispatcher.py_func.__qualname__} returns "
                         f"{cres.signature.return_type}, its caller expects {returns}")
@@ -273,14 +276,7 @@ def via_entry(dispatcher, index, nargs, returns=None):
 
     def typing(calls, args):
         sig = tuple(args)
-        if returns is not None:
-            restype = returns
-        else:
-            cres = dispatcher.overloads.get(sig)
-            if cres is None:
-                dispatcher.compile(sig)
-                cres = dispatcher.overloads[sig]
-            restype = cres.signature.return_type
+        restype = returns if returns is not None else _compiled(dispatcher, sig).signature.return_type
         check = _types_check(sig)
 
         def codegen(context, builder, signature, values):

@@ -502,10 +502,7 @@ class MLP:
         warmup.once(("train_step", self.loss, self.activation, self.dtype.char, plan.rule,
                      tuple(s is None for s in plan.slots[0])) + types_key,
                     lambda: self._warm_jobs(X, y, net, ws, vkey, plan, True))
-        calls = self._entries.get(types_key)
-        if calls is None:  # the passes' entry points for these argument types, once
-            calls = self._entries[types_key] = K.chunk_calls(
-                self.loss, self.activation, vkey, self.grads, ws, self.params, X, y, net)
+        calls = self._calls(types_key, X, y, net, ws, vkey)
         status, loss = threads.run_training(
             ("train_step", self.sizes, n, self.dtype.char, plan.rule), 1, _train_step,
             K.Y_OK[self.loss], K.loss_and_grad_kernel(self.loss, self.activation, *vkey,
@@ -519,6 +516,15 @@ class MLP:
                                  "but the input checks passed")
         optimizer.commit_steps(plan, 1)
         return loss
+
+    def _calls(self, types_key, X, y, net, ws, vkey):
+        """The passes' entry points (``K.chunk_calls``) for these arguments, looked up once
+        per ``types_key`` (which must determine the arguments' Numba types)."""
+        calls = self._entries.get(types_key)
+        if calls is None:
+            calls = self._entries[types_key] = K.chunk_calls(
+                self.loss, self.activation, vkey, self.grads, ws, self.params, X, y, net)
+        return calls
 
     def _warm_jobs(self, X, y, net, ws, vkey, plan, with_checks):
         """What a first train_step (``with_checks``) or fit chunk compiles, for
